@@ -1,0 +1,118 @@
+package yamux
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config tunes a Session. Obtain one from [DefaultConfig] and change what
+// you need; [Client], [Server] and [NewSession] copy it, so it may be
+// reused. Field names and meanings follow hashicorp/yamux where it has the
+// same knob, so migrating is mostly a change of import path.
+type Config struct {
+	// AcceptBacklog is how many streams the peer may have opened that this
+	// end has not yet accepted; a SYN beyond it is answered with RST. It is
+	// also how many of our own opened streams may wait for the peer's ACK at
+	// once: OpenStream blocks beyond that. Default 256; range 1..65535.
+	AcceptBacklog int
+
+	// EnableKeepAlive sends a ping every KeepAliveInterval and closes the
+	// session with [ErrKeepAliveTimeout] when one is not answered within
+	// ConnectionWriteTimeout. DefaultConfig sets it; the zero value is off.
+	EnableKeepAlive bool
+
+	// KeepAliveInterval is the time between keepalive pings.
+	// Default 30s; must be positive when EnableKeepAlive is set.
+	KeepAliveInterval time.Duration
+
+	// ConnectionWriteTimeout bounds every write to the connection (when it
+	// supports SetWriteDeadline) and the wait for a keepalive answer. A
+	// write that makes no progress for this long ends the session with
+	// [ErrConnectionWriteTimeout]. Default 10s; must be positive.
+	ConnectionWriteTimeout time.Duration
+
+	// InitialStreamWindowSize is the receive window each new stream starts
+	// with, in bytes. The protocol grants 256 KiB implicitly; a larger value
+	// is announced with the SYN or ACK (spec.md §4). Default 256 KiB; range
+	// 256 KiB..MaxStreamWindowSize.
+	InitialStreamWindowSize uint32
+
+	// MaxStreamWindowSize is the largest receive window a stream may grow to
+	// by auto-tuning, in bytes. Equal to InitialStreamWindowSize, it turns
+	// auto-tuning off (hashicorp/yamux's behaviour). Default 16 MiB; range
+	// 256 KiB..1 GiB.
+	MaxStreamWindowSize uint32
+
+	// StreamOpenTimeout is how long a stream we opened may wait for the
+	// peer's ACK before it is reset with [ErrStreamOpenTimeout]. Zero
+	// disables the timeout. Default 75s.
+	StreamOpenTimeout time.Duration
+
+	// StreamCloseTimeout is how long a stream we closed may wait for the
+	// peer's FIN before it is reset and forgotten. Zero disables the
+	// timeout (the stream then waits for the peer indefinitely).
+	// Default 5m.
+	StreamCloseTimeout time.Duration
+
+	// Logger receives protocol errors, GoAways and keepalive failures at
+	// Warn and session ends at Debug. Nil discards everything.
+	Logger *slog.Logger
+}
+
+// Defaults, as DefaultConfig returns them.
+const (
+	defaultAcceptBacklog          = 256
+	defaultKeepAliveInterval      = 30 * time.Second
+	defaultConnectionWriteTimeout = 10 * time.Second
+	defaultMaxStreamWindowSize    = 16 << 20
+	defaultStreamOpenTimeout      = 75 * time.Second
+	defaultStreamCloseTimeout     = 5 * time.Minute
+
+	maxAcceptBacklog = 65535
+	maxWindowSize    = 1 << 30
+)
+
+// DefaultConfig returns the configuration used when a nil *Config is
+// passed: AcceptBacklog 256, keepalive on every 30s, ConnectionWriteTimeout
+// 10s, stream windows starting at 256 KiB and auto-tuned up to 16 MiB,
+// StreamOpenTimeout 75s, StreamCloseTimeout 5m, no logging.
+func DefaultConfig() *Config {
+	return &Config{
+		AcceptBacklog:           defaultAcceptBacklog,
+		EnableKeepAlive:         true,
+		KeepAliveInterval:       defaultKeepAliveInterval,
+		ConnectionWriteTimeout:  defaultConnectionWriteTimeout,
+		InitialStreamWindowSize: initialStreamWindow,
+		MaxStreamWindowSize:     defaultMaxStreamWindowSize,
+		StreamOpenTimeout:       defaultStreamOpenTimeout,
+		StreamCloseTimeout:      defaultStreamCloseTimeout,
+	}
+}
+
+// VerifyConfig reports the first problem with cfg, wrapped in
+// [ErrInvalidConfig], or nil. It never changes cfg.
+func VerifyConfig(cfg *Config) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+	}
+	switch {
+	case cfg == nil:
+		return bad("nil config")
+	case cfg.AcceptBacklog <= 0 || cfg.AcceptBacklog > maxAcceptBacklog:
+		return bad("AcceptBacklog %d not in 1..%d", cfg.AcceptBacklog, maxAcceptBacklog)
+	case cfg.EnableKeepAlive && cfg.KeepAliveInterval <= 0:
+		return bad("KeepAliveInterval %v must be positive", cfg.KeepAliveInterval)
+	case cfg.ConnectionWriteTimeout <= 0:
+		return bad("ConnectionWriteTimeout %v must be positive", cfg.ConnectionWriteTimeout)
+	case cfg.InitialStreamWindowSize < initialStreamWindow:
+		return bad("InitialStreamWindowSize %d below the protocol's %d", cfg.InitialStreamWindowSize, initialStreamWindow)
+	case cfg.MaxStreamWindowSize < cfg.InitialStreamWindowSize || cfg.MaxStreamWindowSize > maxWindowSize:
+		return bad("MaxStreamWindowSize %d not in InitialStreamWindowSize(%d)..%d", cfg.MaxStreamWindowSize, cfg.InitialStreamWindowSize, maxWindowSize)
+	case cfg.StreamOpenTimeout < 0:
+		return bad("StreamOpenTimeout %v is negative", cfg.StreamOpenTimeout)
+	case cfg.StreamCloseTimeout < 0:
+		return bad("StreamCloseTimeout %v is negative", cfg.StreamCloseTimeout)
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+package yamux
+
+import "fmt"
+
+// GoAway tells the peer that this end accepts no new streams: their SYNs
+// are refused with RST from now on, and our own OpenStream fails with
+// [ErrLocalGoAway]. Existing streams continue. It blocks until the frame
+// is written and returns nil, or an error wrapping [ErrSessionShutdown].
+// Calling it again does nothing.
+func (s *Session) GoAway() error {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return sessionError(s.err)
+	}
+	if s.localGoAway {
+		s.mu.Unlock()
+		return nil
+	}
+	s.localGoAway = true
+	s.mu.Unlock()
+	return s.sendAndWait(s.ctrlCh, encodeHeader(typeGoAway, 0, 0, uint32(GoAwayNormal)), nil)
+}
+
+// handleGoAway records the peer's GoAway. Normal means "no new streams":
+// existing ones continue (as hashicorp/yamux does). An error code means the
+// peer is tearing the session down, so we end it at once, with the code
+// available through errors.As on [Session.Err].
+func (s *Session) handleGoAway(h header) error {
+	ga := &GoAwayError{Code: GoAwayCode(h.length()), Remote: true}
+	s.mu.Lock()
+	if s.remoteGoAway == nil {
+		s.remoteGoAway = ga
+	}
+	s.mu.Unlock()
+	if ga.Code == GoAwayNormal {
+		s.logger.Info("yamux: peer sent GoAway", "code", ga.Code)
+		return nil
+	}
+	s.logger.Warn("yamux: peer sent GoAway", "code", ga.Code)
+	s.shutdown(fmt.Errorf("%w", ga), 0, false)
+	return ga
+}

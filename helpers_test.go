@@ -1,0 +1,89 @@
+package yamux
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+// transport makes a connected pair of connections.
+type transport struct {
+	name string
+	pair func(t testing.TB) (net.Conn, net.Conn)
+}
+
+var transports = []transport{
+	{"pipe", func(testing.TB) (net.Conn, net.Conn) { return net.Pipe() }},
+	{"tcp", tcpPair},
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- res{c, err}
+	}()
+	c1, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return c1, r.c
+}
+
+// sessionPair returns a client and a server session over a fresh pair of
+// connections from tr; both are closed when the test ends.
+func sessionPair(t testing.TB, tr transport, ccfg, scfg *Config) (*Session, *Session) {
+	t.Helper()
+	c1, c2 := tr.pair(t)
+	client, err := Client(c1, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := Server(c2, scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+	})
+	return client, server
+}
+
+// streamPair opens a stream on a and accepts it on b.
+func streamPair(t testing.TB, a, b *Session) (*Stream, *Stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sa, err := a.OpenStream(ctx)
+	if err != nil {
+		t.Fatalf("OpenStream: %v", err)
+	}
+	sb, err := b.AcceptStream(ctx)
+	if err != nil {
+		t.Fatalf("AcceptStream: %v", err)
+	}
+	return sa, sb
+}
+
+func forEachTransport(t *testing.T, f func(t *testing.T, tr transport)) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { f(t, tr) })
+	}
+}

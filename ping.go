@@ -1,0 +1,114 @@
+package yamux
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// pendingPing is a ping we sent and await the ACK of.
+type pendingPing struct {
+	sent time.Time
+	done chan struct{} // closed when the ACK arrives or the session ends
+	rtt  time.Duration // set before done closes, if the ACK arrived
+}
+
+// Ping sends a ping and waits for the peer's answer. It returns the round
+// trip time, ctx.Err(), or an error wrapping [ErrSessionShutdown]. The
+// measured time also feeds window auto-tuning ([Session.RTT]).
+func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
+	p, err := s.startPing()
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-p.done:
+		if p.rtt == 0 {
+			return 0, s.Err()
+		}
+		return p.rtt, nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for id, q := range s.pings {
+			if q == p {
+				delete(s.pings, id)
+			}
+		}
+		s.mu.Unlock()
+		return 0, ctx.Err()
+	}
+}
+
+// startPing registers and queues one ping without waiting for its answer.
+func (s *Session) startPing() (*pendingPing, error) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return nil, sessionError(s.err)
+	}
+	id := s.nextPing
+	s.nextPing++
+	p := &pendingPing{sent: time.Now(), done: make(chan struct{})}
+	s.pings[id] = p
+	s.mu.Unlock()
+	s.sendCtrl(encodeHeader(typePing, flagSYN, 0, id))
+	return p, nil
+}
+
+// RTT returns the last measured ping round trip, or 0 before the first.
+func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
+
+// handlePing answers a ping or completes one of ours. Replies go through a
+// single slot (pingAck): if the peer sends pings faster than we can write
+// replies, only the newest unanswered ping is answered and the older ones
+// are dropped, so a ping flood cannot make us buffer replies (spec.md §5).
+func (s *Session) handlePing(h header) error {
+	fl, opaque := h.flags(), h.length()
+	switch {
+	case fl&flagSYN != 0:
+		s.pingAck.Store(1<<32 | uint64(opaque))
+		select {
+		case s.pingWake <- struct{}{}:
+		default:
+		}
+	case fl&flagACK != 0:
+		s.mu.Lock()
+		p := s.pings[opaque]
+		delete(s.pings, opaque)
+		s.mu.Unlock()
+		if p != nil {
+			p.rtt = max(time.Since(p.sent), 1)
+			s.rtt.Store(int64(p.rtt))
+			close(p.done)
+		}
+	default:
+		return fmt.Errorf("%w: ping with neither SYN nor ACK (flags %#x)", ErrProtocol, uint16(fl))
+	}
+	return nil
+}
+
+// keepalive pings every KeepAliveInterval and ends the session when a ping
+// goes unanswered for ConnectionWriteTimeout.
+func (s *Session) keepalive() {
+	defer s.wg.Done()
+	t := time.NewTimer(s.cfg.KeepAliveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.doneCh:
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectionWriteTimeout)
+		_, err := s.Ping(ctx)
+		cancel()
+		if err != nil {
+			if !s.closed.Load() {
+				s.logger.Warn("yamux: keepalive failed", "err", err)
+				s.shutdown(ErrKeepAliveTimeout, GoAwayInternalError, true)
+			}
+			return
+		}
+		t.Reset(s.cfg.KeepAliveInterval)
+	}
+}

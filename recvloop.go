@@ -1,0 +1,181 @@
+package yamux
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+)
+
+// frameHandler processes one validated header; Data handlers also consume
+// the payload from s.rd. A returned error wrapping ErrProtocol ends the
+// session with GoAway(protocol error); any other error ends it silently.
+type frameHandler func(s *Session, h header) error
+
+var frameHandlers = [numFrameTypes]frameHandler{
+	typeData:         (*Session).handleStreamFrame,
+	typeWindowUpdate: (*Session).handleStreamFrame,
+	typePing:         (*Session).handlePing,
+	typeGoAway:       (*Session).handleGoAway,
+}
+
+// recvLoop is the only reader of the connection. It reads a header,
+// validates it, and dispatches it by type until the connection fails or the
+// peer breaks the protocol.
+func (s *Session) recvLoop() {
+	defer s.wg.Done()
+	var h header
+	for {
+		err := readHeader(s.rd, &h)
+		if err == nil {
+			if err = h.validate(s.cfg.MaxStreamWindowSize); err == nil {
+				err = frameHandlers[h.typ()](s, h)
+			}
+		}
+		if err != nil {
+			s.recvFailed(err)
+			return
+		}
+	}
+}
+
+// recvFailed ends the session after the receive loop stopped with err.
+func (s *Session) recvFailed(err error) {
+	if s.closed.Load() {
+		return // we closed the connection ourselves
+	}
+	switch {
+	case errors.Is(err, ErrProtocol):
+		s.logger.Warn("yamux: protocol error from peer", "err", err)
+		s.shutdown(err, GoAwayProtocolError, true)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		// The peer closed the connection (mid-frame or not) without a
+		// GoAway. Reported as unexpected so that no stream mistakes it
+		// for a clean end.
+		s.shutdown(fmt.Errorf("yamux: connection closed by peer: %w", io.ErrUnexpectedEOF), 0, false)
+	case errors.Is(err, net.ErrClosed):
+		s.shutdown(fmt.Errorf("yamux: connection closed: %w", err), 0, false)
+	default:
+		s.shutdown(fmt.Errorf("yamux: connection read: %w", err), 0, false)
+	}
+}
+
+// handleStreamFrame processes Data and WindowUpdate frames.
+func (s *Session) handleStreamFrame(h header) error {
+	id, fl := h.streamID(), h.flags()
+	var st *Stream
+	if fl&flagSYN != 0 {
+		var err error
+		if st, err = s.incomingStream(id); err != nil {
+			return err
+		}
+	} else {
+		s.mu.Lock()
+		st = s.streams[id]
+		opened := s.openedLocked(id)
+		s.mu.Unlock()
+		if st == nil && !opened {
+			return fmt.Errorf("%w: %v for stream %d, which was never opened", ErrProtocol, h.typ(), id)
+		}
+	}
+	if st == nil {
+		// A stream we already forgot (reset, or refused): its frames are
+		// still in flight. Drop them without answering, so that a reset
+		// cannot ping-pong.
+		if h.typ() == typeData {
+			return s.discard(h.length())
+		}
+		return nil
+	}
+	if h.typ() == typeWindowUpdate {
+		return st.addSendWindow(h.length(), fl)
+	}
+	return s.readData(st, h.length(), fl)
+}
+
+// readData reads a Data payload into pooled blocks and delivers it. The
+// window is checked before anything is read, and no lock is held while
+// reading.
+func (s *Session) readData(st *Stream, n uint32, fl flags) error {
+	drop, err := st.admitData(n)
+	if err != nil {
+		return err
+	}
+	if drop {
+		if err := s.discard(n); err != nil {
+			return err
+		}
+		st.deliver(nil, n, fl)
+		return nil
+	}
+	chunks := s.scratch[:0]
+	for left := int(n); left > 0; {
+		m := min(left, maxBlock)
+		b := getBlock(m)
+		if _, err := io.ReadFull(s.rd, (*b)[:m]); err != nil {
+			putBlock(b)
+			freeChunks(chunks)
+			return err
+		}
+		chunks = append(chunks, chunk{buf: b, data: (*b)[:m]})
+		left -= m
+	}
+	st.deliver(chunks, n, fl)
+	clear(chunks)
+	s.scratch = chunks[:0]
+	return nil
+}
+
+func (s *Session) discard(n uint32) error {
+	_, err := s.rd.Discard(int(n))
+	return err
+}
+
+// openedLocked reports whether stream id was ever opened, by either end.
+// Call with s.mu held.
+func (s *Session) openedLocked(id uint32) bool {
+	if (id%2 == 1) == s.client {
+		return uint64(id) < s.nextID
+	}
+	return id <= s.lastRemoteID
+}
+
+// incomingStream registers a stream the peer opened with SYN. It returns
+// (nil, nil) when the stream is refused with RST (backlog full, GoAway sent,
+// session closing); the payload is then discarded by the caller.
+func (s *Session) incomingStream(id uint32) (*Stream, error) {
+	s.mu.Lock()
+	if (id%2 == 1) == s.client {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: SYN for stream %d has our parity", ErrProtocol, id)
+	}
+	if id <= s.lastRemoteID {
+		live := s.streams[id] != nil
+		s.mu.Unlock()
+		if live {
+			return nil, fmt.Errorf("%w: SYN reuses live stream %d", ErrProtocol, id)
+		}
+		return nil, fmt.Errorf("%w: SYN for stream %d, not above the last one (%d)", ErrProtocol, id, s.lastRemoteID)
+	}
+	s.lastRemoteID = id
+	if s.err != nil || s.localGoAway {
+		s.mu.Unlock()
+		s.sendCtrl(encodeHeader(typeWindowUpdate, flagRST, id, 0))
+		return nil, nil
+	}
+	st := newStream(s, id, false)
+	s.streams[id] = st
+	s.mu.Unlock()
+
+	select {
+	case s.acceptCh <- st:
+		return st, nil
+	default:
+	}
+	s.logger.Warn("yamux: accept backlog full, refusing stream", "stream", id)
+	st.mu.Lock()
+	a := st.resetLocked(ErrStreamReset, true)
+	st.mu.Unlock()
+	st.apply(a)
+	return nil, nil
+}

@@ -1,0 +1,185 @@
+package yamux
+
+import (
+	"errors"
+	"net"
+	"os"
+	"time"
+)
+
+// Batch limits: one write to the connection carries at most this many frames
+// or payload bytes, so that a waiting control frame is never far behind.
+const (
+	maxBatchFrames = 64
+	maxBatchBytes  = 1 << 20
+
+	// coalesceLimit: payloads up to this size are copied into the batch
+	// buffer together with the headers around them (one segment); larger
+	// ones are written in place as their own segment.
+	coalesceLimit = 4 << 10
+)
+
+// sendBatch is the send loop's private state for one write.
+type sendBatch struct {
+	frames []*outFrame
+	bytes  int
+	buf    []byte      // headers and small payloads, copied
+	vec    net.Buffers // segments of the write: slices of buf and large payloads
+}
+
+// sendLoop is the only writer of the connection. It takes control frames
+// first (ping replies, window updates, RST, SYN/ACK, GoAway), then data, and
+// writes everything it has gathered with one write. When the session ends it
+// writes what is still queued and the final GoAway, then closes the
+// connection.
+func (s *Session) sendLoop() {
+	defer s.wg.Done()
+	defer close(s.sendDone)
+	defer s.closeConn()
+
+	b := &sendBatch{buf: make([]byte, 0, 64<<10)}
+	for {
+		select {
+		case f := <-s.ctrlCh:
+			b.add(f)
+		case f := <-s.dataCh:
+			b.add(f)
+		case <-s.pingWake:
+		case <-s.doneCh:
+			s.finalFlush(b)
+			return
+		}
+		s.gather(b)
+		if err := s.writeBatch(b); err != nil {
+			s.shutdown(err, 0, false)
+			s.failQueued(err)
+			return
+		}
+	}
+}
+
+// gather adds whatever else is queued, control frames first, within the
+// batch limits, plus a pending ping reply.
+func (s *Session) gather(b *sendBatch) {
+	for len(b.frames) < maxBatchFrames {
+		select {
+		case f := <-s.ctrlCh:
+			b.add(f)
+			continue
+		default:
+		}
+		if b.bytes >= maxBatchBytes {
+			break
+		}
+		select {
+		case f := <-s.dataCh:
+			b.add(f)
+			continue
+		default:
+		}
+		break
+	}
+	if v := s.pingAck.Swap(0); v != 0 {
+		b.add(newFrame(encodeHeader(typePing, flagACK, 0, uint32(v)), nil, false))
+	}
+}
+
+func (b *sendBatch) add(f *outFrame) {
+	b.frames = append(b.frames, f)
+	b.bytes += headerSize + len(f.body)
+}
+
+// writeBatch writes every gathered frame and reports the outcome to each.
+func (s *Session) writeBatch(b *sendBatch) error {
+	if len(b.frames) == 0 {
+		return nil
+	}
+	b.buf = b.buf[:0]
+	b.vec = b.vec[:0]
+	start := 0
+	for _, f := range b.frames {
+		b.buf = append(b.buf, f.hdr[:]...)
+		if len(f.body) <= coalesceLimit {
+			b.buf = append(b.buf, f.body...)
+			continue
+		}
+		b.vec = append(b.vec, b.buf[start:len(b.buf)], f.body)
+		start = len(b.buf)
+	}
+	if start < len(b.buf) {
+		b.vec = append(b.vec, b.buf[start:])
+	}
+	err := s.writeConn(b.vec)
+	for i, f := range b.frames {
+		if f.wait {
+			f.done <- err
+		} else {
+			f.release()
+		}
+		b.frames[i] = nil
+	}
+	b.frames = b.frames[:0]
+	b.bytes = 0
+	return err
+}
+
+// writeConn writes segments with the connection's write deadline extended
+// by ConnectionWriteTimeout, when the connection has deadlines. A deadline
+// hit becomes ErrConnectionWriteTimeout.
+func (s *Session) writeConn(vec net.Buffers) error {
+	dl, hasDeadline := s.conn.(interface{ SetWriteDeadline(time.Time) error })
+	if hasDeadline {
+		dl.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
+	}
+	err := writeAll(s.conn, vec, s.vectored)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = ErrConnectionWriteTimeout
+	}
+	return err
+}
+
+// finalFlush writes what was queued before the session ended, then the
+// final GoAway if shutdown asked for one. Errors are ignored: the
+// connection is being closed either way.
+func (s *Session) finalFlush(b *sendBatch) {
+	s.mu.Lock()
+	code := s.finalGoAway
+	s.mu.Unlock()
+	for {
+		s.gather(b)
+		if len(b.frames) == 0 {
+			break
+		}
+		if err := s.writeBatch(b); err != nil {
+			s.failQueued(err)
+			return
+		}
+	}
+	if code != nil {
+		b.add(newFrame(encodeHeader(typeGoAway, 0, 0, uint32(*code)), nil, false))
+		s.writeBatch(b)
+	}
+}
+
+// failQueued answers every frame still queued with err after the
+// connection failed.
+func (s *Session) failQueued(err error) {
+	for {
+		select {
+		case f := <-s.ctrlCh:
+			s.failFrame(f, err)
+		case f := <-s.dataCh:
+			s.failFrame(f, err)
+		default:
+			return
+		}
+	}
+}
+
+func (s *Session) failFrame(f *outFrame, err error) {
+	if f.wait {
+		f.done <- err
+	} else {
+		f.release()
+	}
+}

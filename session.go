@@ -1,0 +1,433 @@
+// Package yamux multiplexes many reliable, ordered, flow-controlled streams
+// over one connection, speaking the yamux wire protocol of HashiCorp's
+// implementation (described in our own words, with every ambiguity of the
+// original resolved, in spec.md). It interoperates with hashicorp/yamux and
+// libp2p/go-yamux.
+//
+// A [Session] wraps any [io.ReadWriteCloser], usually a [net.Conn]: one end
+// is the [Client] (odd stream IDs), the other the [Server] (even IDs).
+// Either end opens streams with [Session.OpenStream] and the other receives
+// them from [Session.AcceptStream]. A [Stream] is a [net.Conn] with
+// half-close ([Stream.CloseWrite]), reset ([Stream.Reset]) and deadlines. A
+// Session is also a [net.Listener], so http.Serve(session, handler) works.
+//
+// Goroutines: each session runs exactly one goroutine that reads the
+// connection (the receive loop), one that writes it (the send loop), and,
+// with keepalive on, one that pings. There is no goroutine per stream.
+// [Session.Close] waits for all of them. Every method of Session and Stream
+// is safe for concurrent use.
+//
+// A peer that breaks the protocol gets GoAway(protocol error) and the
+// session ends with an error wrapping [ErrProtocol]; a peer can never make
+// this package panic, block forever, or buffer more than the windows it was
+// granted.
+package yamux
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Session is one end of a multiplexed connection. Create it with [Client],
+// [Server] or [NewSession].
+//
+// Ownership (lock order: Session.mu, then Stream.mu; never the reverse, and
+// no lock is held across connection I/O or a channel send):
+//   - immutable after NewSession: conn, cfg, client, logger, vectored, and
+//     every channel;
+//   - owned by the receive loop, no lock: rd and scratch;
+//   - owned by the send loop, no lock: the write batch state in sendLoop;
+//   - atomics: closed, rtt, pingAck (standalone facts);
+//   - guarded by mu: everything below it.
+type Session struct {
+	conn     io.ReadWriteCloser
+	cfg      Config
+	client   bool
+	logger   *slog.Logger
+	vectored bool // conn supports writev through net.Buffers
+
+	rd      *bufio.Reader // receive loop only
+	scratch []chunk       // receive loop only: payload of the frame being read
+
+	ctrlCh   chan *outFrame // any goroutine -> send loop; written before data
+	dataCh   chan *outFrame // any goroutine -> send loop; data and FIN, FIFO
+	pingAck  atomic.Uint64  // receive loop -> send loop: 1<<32|opaque of the ping to answer
+	pingWake chan struct{}  // 1-buffered: pingAck was set
+	acceptCh chan *Stream   // receive loop -> AcceptStream; cap AcceptBacklog
+	synSem   chan struct{}  // one token per stream we opened that awaits its ACK
+
+	doneCh   chan struct{} // closed once by shutdown
+	sendDone chan struct{} // closed when the send loop has returned
+	wg       sync.WaitGroup
+	connOnce sync.Once
+
+	closed atomic.Bool  // mirrors err != nil, for lock-free fast paths
+	rtt    atomic.Int64 // last measured ping round trip, in nanoseconds
+
+	mu           sync.Mutex
+	streams      map[uint32]*Stream
+	nextID       uint64 // next ID we open; > MaxUint32 means exhausted
+	lastRemoteID uint32 // highest ID the peer has opened
+	localGoAway  bool
+	remoteGoAway *GoAwayError
+	finalGoAway  *GoAwayCode // GoAway the send loop writes last, if any
+	pings        map[uint32]*pendingPing
+	nextPing     uint32
+	closeTimer   *time.Timer
+	err          error // why the session ended; set once, before doneCh closes
+}
+
+var _ net.Listener = (*Session)(nil)
+
+// Client returns the client end of a session over conn. A nil cfg means
+// [DefaultConfig]; cfg is copied. It returns an error wrapping
+// [ErrInvalidConfig] for a bad config.
+func Client(conn io.ReadWriteCloser, cfg *Config) (*Session, error) {
+	return NewSession(conn, true, cfg)
+}
+
+// Server returns the server end of a session over conn. See [Client].
+func Server(conn io.ReadWriteCloser, cfg *Config) (*Session, error) {
+	return NewSession(conn, false, cfg)
+}
+
+// NewSession starts a session over conn; client selects the role (odd
+// stream IDs and the client side of the protocol). A nil cfg means
+// [DefaultConfig]; cfg is copied. It does not block and does no I/O itself:
+// the session's goroutines start here and run until [Session.Close] or
+// until the connection fails.
+func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, error) {
+	if cfg == nil {
+		cfg = DefaultConfig()
+	}
+	if err := VerifyConfig(cfg); err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return nil, fmt.Errorf("%w: nil connection", ErrInvalidConfig)
+	}
+	s := &Session{
+		conn:     conn,
+		cfg:      *cfg,
+		client:   client,
+		logger:   cfg.Logger,
+		rd:       bufio.NewReaderSize(conn, readBufferSize),
+		ctrlCh:   make(chan *outFrame, ctrlQueueLen),
+		dataCh:   make(chan *outFrame, dataQueueLen),
+		pingWake: make(chan struct{}, 1),
+		acceptCh: make(chan *Stream, cfg.AcceptBacklog),
+		synSem:   make(chan struct{}, cfg.AcceptBacklog),
+		doneCh:   make(chan struct{}),
+		sendDone: make(chan struct{}),
+		streams:  make(map[uint32]*Stream),
+		pings:    make(map[uint32]*pendingPing),
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	switch conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		s.vectored = true
+	}
+	if client {
+		s.nextID = 1
+	} else {
+		s.nextID = 2
+	}
+	s.wg.Add(2)
+	go s.recvLoop()
+	go s.sendLoop()
+	// One ping at the start measures the round trip that window
+	// auto-tuning needs; nobody waits for it.
+	s.startPing() // error only if the session already ended
+	if s.cfg.EnableKeepAlive {
+		s.wg.Add(1)
+		go s.keepalive()
+	}
+	return s, nil
+}
+
+const (
+	readBufferSize = 16 << 10
+	ctrlQueueLen   = 256
+	dataQueueLen   = 64
+)
+
+// IsClient reports whether this is the client end (odd stream IDs).
+func (s *Session) IsClient() bool { return s.client }
+
+// OpenStream opens a new stream. It sends the SYN and returns without
+// waiting for the peer's ACK, so the caller can write at once; it blocks
+// only while AcceptBacklog of our streams await their ACK. It returns
+// ctx.Err(), [ErrSessionShutdown], [ErrLocalGoAway], an error matching
+// [ErrRemoteGoAway], or [ErrStreamsExhausted].
+func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
+	select {
+	case s.synSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.doneCh:
+		return nil, s.Err()
+	}
+	st, err := s.newOutgoingStream()
+	if err != nil {
+		<-s.synSem
+		return nil, err
+	}
+	delta := s.cfg.InitialStreamWindowSize - initialStreamWindow
+	if err := s.sendAndWait(s.ctrlCh, encodeHeader(typeWindowUpdate, flagSYN, st.id, delta), nil); err != nil {
+		st.abort(err)
+		s.forgetStream(st)
+		return nil, err
+	}
+	st.startOpenTimer()
+	return st, nil
+}
+
+func (s *Session) newOutgoingStream() (*Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.err != nil:
+		return nil, sessionError(s.err)
+	case s.localGoAway:
+		return nil, ErrLocalGoAway
+	case s.remoteGoAway != nil:
+		return nil, s.remoteGoAway
+	case s.nextID > math.MaxUint32:
+		return nil, ErrStreamsExhausted
+	}
+	id := uint32(s.nextID)
+	s.nextID += 2
+	st := newStream(s, id, true)
+	s.streams[id] = st
+	return st, nil
+}
+
+// AcceptStream blocks until the peer opens a stream, ctx ends, or the
+// session ends. It sends the stream's ACK before returning it. It returns
+// ctx.Err() or an error wrapping [ErrSessionShutdown].
+func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
+	var st *Stream
+	select {
+	case st = <-s.acceptCh:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.doneCh:
+		return nil, s.Err()
+	}
+	if !st.needsAck() {
+		// Reset by the peer while it waited in the backlog: the user
+		// still gets it (it may hold data and a FIN), but an ACK would
+		// only name a stream the peer has forgotten.
+		return st, nil
+	}
+	delta := s.cfg.InitialStreamWindowSize - initialStreamWindow
+	if err := s.sendAndWait(s.ctrlCh, encodeHeader(typeWindowUpdate, flagACK, st.id, delta), nil); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Open is OpenStream without a context, returning a net.Conn.
+func (s *Session) Open() (net.Conn, error) {
+	st, err := s.OpenStream(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Accept is AcceptStream without a context, returning a net.Conn. With
+// [Session.Addr] and [Session.Close] it makes a Session a net.Listener.
+func (s *Session) Accept() (net.Conn, error) {
+	st, err := s.AcceptStream(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// NumStreams returns the number of streams the session tracks: open, or
+// closed by one end and waiting for the other.
+func (s *Session) NumStreams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.streams)
+}
+
+// Done returns a channel that is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.doneCh }
+
+// IsClosed reports whether the session has ended.
+func (s *Session) IsClosed() bool { return s.closed.Load() }
+
+// Err returns nil while the session is open. After it ended it returns an
+// error wrapping [ErrSessionShutdown] and the cause: [ErrProtocol] (we
+// detected a violation), a [*GoAwayError] (the peer sent a GoAway with an
+// error code), [ErrKeepAliveTimeout], [ErrConnectionWriteTimeout], or the
+// connection's own error.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		return nil
+	}
+	return sessionError(s.err)
+}
+
+// Close ends the session: it stops new streams, lets the send loop write
+// what is already queued followed by GoAway(normal) (bounded by
+// ConnectionWriteTimeout, and by closeFlushLimit at most), closes the
+// connection, and waits for the session's goroutines. Blocked calls on the
+// session and its streams return [ErrSessionShutdown]. Close is idempotent
+// and always returns nil.
+func (s *Session) Close() error {
+	s.shutdown(errLocalClose, GoAwayNormal, true)
+	s.wg.Wait()
+	return nil
+}
+
+// errLocalClose is the cause recorded when the user closed the session.
+var errLocalClose = errors.New("yamux: closed locally")
+
+// closeFlushLimit caps how long a closing session may spend writing what was
+// queued, so that Close returns promptly even when the peer stopped reading.
+const closeFlushLimit = 2 * time.Second
+
+// shutdown ends the session once, for cause. With sendGoAway, the send loop
+// writes GoAway(code) after the frames already queued. It does not wait:
+// any goroutine, including the loops, may call it.
+func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.err = cause
+	if sendGoAway {
+		s.finalGoAway = &code
+	}
+	streams := make([]*Stream, 0, len(s.streams))
+	for _, st := range s.streams {
+		streams = append(streams, st)
+	}
+	clear(s.streams)
+	for id, p := range s.pings {
+		close(p.done)
+		delete(s.pings, id)
+	}
+	s.closeTimer = time.AfterFunc(min(s.cfg.ConnectionWriteTimeout, closeFlushLimit), s.closeConn)
+	s.mu.Unlock()
+
+	s.closed.Store(true)
+	close(s.doneCh)
+	if cause != errLocalClose {
+		level := slog.LevelWarn
+		if errors.Is(cause, io.ErrUnexpectedEOF) {
+			level = slog.LevelDebug
+		}
+		s.logger.Log(context.Background(), level, "yamux: session ended", "err", cause)
+	}
+	err := sessionError(cause)
+	for _, st := range streams {
+		st.abort(err)
+	}
+}
+
+// closeConn closes the connection once; the send loop calls it when its
+// final flush is done, closeTimer when the flush takes too long.
+func (s *Session) closeConn() {
+	s.connOnce.Do(func() {
+		s.conn.Close()
+		s.mu.Lock()
+		if s.closeTimer != nil {
+			s.closeTimer.Stop()
+		}
+		s.mu.Unlock()
+	})
+}
+
+// Addr returns the connection's local address, or a placeholder when the
+// connection has none. It completes net.Listener.
+func (s *Session) Addr() net.Addr { return s.LocalAddr() }
+
+// LocalAddr returns the connection's local address if it has one.
+func (s *Session) LocalAddr() net.Addr {
+	if c, ok := s.conn.(interface{ LocalAddr() net.Addr }); ok {
+		return c.LocalAddr()
+	}
+	return sessionAddr{}
+}
+
+// RemoteAddr returns the connection's remote address if it has one.
+func (s *Session) RemoteAddr() net.Addr {
+	if c, ok := s.conn.(interface{ RemoteAddr() net.Addr }); ok {
+		return c.RemoteAddr()
+	}
+	return sessionAddr{}
+}
+
+type sessionAddr struct{}
+
+func (sessionAddr) Network() string { return "yamux" }
+func (sessionAddr) String() string  { return "yamux" }
+
+// forgetStream removes st from the stream table and returns its SYN token
+// if it still held one. Safe to call more than once.
+func (s *Session) forgetStream(st *Stream) {
+	s.mu.Lock()
+	if s.streams[st.id] == st {
+		delete(s.streams, st.id)
+	}
+	s.mu.Unlock()
+	if st.takeSynToken() {
+		<-s.synSem
+	}
+}
+
+// sendAndWait queues a frame and waits until the send loop has written it,
+// so that body may be reused afterwards. It returns a session error if the
+// session ends first.
+func (s *Session) sendAndWait(ch chan *outFrame, hdr header, body []byte) error {
+	f := newFrame(hdr, body, true)
+	select {
+	case ch <- f:
+	case <-s.doneCh:
+		f.release()
+		return s.Err()
+	}
+	select {
+	case err := <-f.done:
+		f.release()
+		if err != nil {
+			return sessionError(err)
+		}
+		return nil
+	case <-s.sendDone:
+		// The send loop is gone and will not touch f again; f may still
+		// hold a result, so it is left to the garbage collector.
+		return s.Err()
+	}
+}
+
+// sendCtrl queues a control frame without waiting for it to be written.
+// It blocks only while the control queue is full, and gives up when the
+// session ends.
+func (s *Session) sendCtrl(hdr header) {
+	f := newFrame(hdr, nil, false)
+	select {
+	case s.ctrlCh <- f:
+	case <-s.doneCh:
+		f.release()
+	}
+}
