@@ -2,7 +2,4 @@ module github.com/d5da5f0f/yamux
 
 go 1.25.0
 
-require (
-	go.uber.org/goleak v1.3.0 // indirect
-	golang.org/x/net v0.58.0 // indirect
-)
+require go.uber.org/goleak v1.3.0

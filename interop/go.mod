@@ -1,0 +1,13 @@
+module github.com/d5da5f0f/yamux/interop
+
+go 1.25.0
+
+require github.com/d5da5f0f/yamux v0.0.0
+
+require (
+	github.com/hashicorp/yamux v0.1.2 // indirect
+	github.com/libp2p/go-buffer-pool v0.0.2 // indirect
+	github.com/libp2p/go-yamux/v5 v5.1.0 // indirect
+)
+
+replace github.com/d5da5f0f/yamux => ../
