@@ -55,6 +55,23 @@ type Config struct {
 	// Default 5m.
 	StreamCloseTimeout time.Duration
 
+	// MaxIncomingStreams caps the streams the peer may have open at once
+	// (opened and not yet finished at both ends). A SYN beyond it is refused
+	// with RST and counted; the session stays up. Default 1024; range
+	// 1..1<<24.
+	MaxIncomingStreams int
+
+	// MaxReceiveBuffer caps the sum of the receive windows of all streams,
+	// in bytes: the most unread data the peer can ever make this session
+	// hold. Each stream reserves its window (256 KiB at first) when it is
+	// opened or accepted, and auto-tuning grows a window only while the
+	// budget allows. A SYN that finds no room is refused with RST; our
+	// OpenStream then fails with [ErrReceiveBufferFull]. A peer that sends
+	// beyond a window breaks the protocol. Default 512 MiB (MaxIncomingStreams
+	// at the initial window is half of it); range
+	// InitialStreamWindowSize..1<<40.
+	MaxReceiveBuffer uint64
+
 	// Logger receives protocol errors, GoAways and keepalive failures at
 	// Warn and session ends at Debug. Nil discards everything.
 	Logger *slog.Logger
@@ -69,14 +86,20 @@ const (
 	defaultStreamOpenTimeout      = 75 * time.Second
 	defaultStreamCloseTimeout     = 5 * time.Minute
 
+	defaultMaxIncomingStreams = 1024
+	defaultMaxReceiveBuffer   = 512 << 20
+
 	maxAcceptBacklog = 65535
+	maxIncomingLimit = 1 << 24
+	maxBufferLimit   = 1 << 40
 	maxWindowSize    = 1 << 30
 )
 
 // DefaultConfig returns the configuration used when a nil *Config is
 // passed: AcceptBacklog 256, keepalive on every 30s, ConnectionWriteTimeout
 // 10s, stream windows starting at 256 KiB and auto-tuned up to 16 MiB,
-// StreamOpenTimeout 75s, StreamCloseTimeout 5m, no logging.
+// StreamOpenTimeout 75s, StreamCloseTimeout 5m, at most 1024 streams opened
+// by the peer and 512 MiB of receive windows in all, no logging.
 func DefaultConfig() *Config {
 	return &Config{
 		AcceptBacklog:           defaultAcceptBacklog,
@@ -87,6 +110,8 @@ func DefaultConfig() *Config {
 		MaxStreamWindowSize:     defaultMaxStreamWindowSize,
 		StreamOpenTimeout:       defaultStreamOpenTimeout,
 		StreamCloseTimeout:      defaultStreamCloseTimeout,
+		MaxIncomingStreams:      defaultMaxIncomingStreams,
+		MaxReceiveBuffer:        defaultMaxReceiveBuffer,
 	}
 }
 
@@ -113,6 +138,10 @@ func VerifyConfig(cfg *Config) error {
 		return bad("StreamOpenTimeout %v is negative", cfg.StreamOpenTimeout)
 	case cfg.StreamCloseTimeout < 0:
 		return bad("StreamCloseTimeout %v is negative", cfg.StreamCloseTimeout)
+	case cfg.MaxIncomingStreams <= 0 || cfg.MaxIncomingStreams > maxIncomingLimit:
+		return bad("MaxIncomingStreams %d not in 1..%d", cfg.MaxIncomingStreams, maxIncomingLimit)
+	case cfg.MaxReceiveBuffer < uint64(cfg.InitialStreamWindowSize) || cfg.MaxReceiveBuffer > maxBufferLimit:
+		return bad("MaxReceiveBuffer %d not in InitialStreamWindowSize(%d)..%d", cfg.MaxReceiveBuffer, cfg.InitialStreamWindowSize, uint64(maxBufferLimit))
 	}
 	return nil
 }

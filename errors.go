@@ -51,6 +51,10 @@ var (
 	// ErrStreamsExhausted: this end has used every stream ID of its parity.
 	ErrStreamsExhausted = errors.New("yamux: stream IDs exhausted")
 
+	// ErrReceiveBufferFull: opening one more stream would take the sum of
+	// receive windows past [Config.MaxReceiveBuffer].
+	ErrReceiveBufferFull = errors.New("yamux: receive buffer budget exhausted")
+
 	// ErrStreamOpenTimeout: the peer did not acknowledge a stream we opened
 	// within [Config.StreamOpenTimeout]. The stream is reset; the session
 	// stays up.

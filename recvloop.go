@@ -158,13 +158,27 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 		return nil, fmt.Errorf("%w: SYN for stream %d, not above the last one (%d)", ErrProtocol, id, s.lastRemoteID)
 	}
 	s.lastRemoteID = id
-	if s.err != nil || s.localGoAway {
+	refuse := ""
+	switch {
+	case s.err != nil:
+		refuse = "session closing"
+	case s.localGoAway:
+		refuse = "GoAway sent"
+	case s.incoming >= s.cfg.MaxIncomingStreams:
+		refuse = "MaxIncomingStreams reached"
+	case !s.reserveWindow(s.cfg.InitialStreamWindowSize):
+		refuse = "MaxReceiveBuffer reached"
+	}
+	if refuse != "" {
 		s.mu.Unlock()
+		s.stats.streamsRefused.Add(1)
+		s.logger.Debug("yamux: refusing stream", "stream", id, "why", refuse)
 		s.sendCtrl(encodeHeader(typeWindowUpdate, flagRST, id, 0))
 		return nil, nil
 	}
 	st := newStream(s, id, false)
 	s.streams[id] = st
+	s.incoming++
 	s.mu.Unlock()
 
 	select {
@@ -172,6 +186,7 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 		return st, nil
 	default:
 	}
+	s.stats.streamsRefused.Add(1)
 	s.logger.Warn("yamux: accept backlog full, refusing stream", "stream", id)
 	st.mu.Lock()
 	a := st.resetLocked(ErrStreamReset, true)

@@ -72,11 +72,14 @@ type Session struct {
 
 	closed atomic.Bool  // mirrors err != nil, for lock-free fast paths
 	rtt    atomic.Int64 // last measured ping round trip, in nanoseconds
+	budget atomic.Int64 // receive window bytes still unreserved (MaxReceiveBuffer)
+	stats  sessionCounters
 
 	mu           sync.Mutex
 	streams      map[uint32]*Stream
 	nextID       uint64 // next ID we open; > MaxUint32 means exhausted
 	lastRemoteID uint32 // highest ID the peer has opened
+	incoming     int    // live streams the peer opened
 	localGoAway  bool
 	remoteGoAway *GoAwayError
 	finalGoAway  *GoAwayCode // GoAway the send loop writes last, if any
@@ -134,6 +137,7 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
+	s.budget.Store(int64(cfg.MaxReceiveBuffer))
 	switch conn.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		s.vectored = true
@@ -205,6 +209,8 @@ func (s *Session) newOutgoingStream() (*Stream, error) {
 		return nil, s.remoteGoAway
 	case s.nextID > math.MaxUint32:
 		return nil, ErrStreamsExhausted
+	case !s.reserveWindow(s.cfg.InitialStreamWindowSize):
+		return nil, ErrReceiveBufferFull
 	}
 	id := uint32(s.nextID)
 	s.nextID += 2
@@ -386,12 +392,37 @@ func (sessionAddr) String() string  { return "yamux" }
 // if it still held one. Safe to call more than once.
 func (s *Session) forgetStream(st *Stream) {
 	s.mu.Lock()
-	if s.streams[st.id] == st {
-		delete(s.streams, st.id)
+	if s.streams[st.id] != st {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.streams, st.id)
+	if !st.opened {
+		s.incoming--
 	}
 	s.mu.Unlock()
-	if st.takeSynToken() {
+	st.mu.Lock()
+	window := st.windowSize
+	token := st.synToken
+	st.synToken = false
+	st.mu.Unlock()
+	s.budget.Add(int64(window))
+	if token {
 		<-s.synSem
+	}
+}
+
+// reserveWindow takes n bytes from the MaxReceiveBuffer budget, or reports
+// that there is not enough left.
+func (s *Session) reserveWindow(n uint32) bool {
+	for {
+		left := s.budget.Load()
+		if left < int64(n) {
+			return false
+		}
+		if s.budget.CompareAndSwap(left, left-int64(n)) {
+			return true
+		}
 	}
 }
 

@@ -158,6 +158,9 @@ func (st *Stream) tuneWindowLocked(now time.Time) uint32 {
 	}
 	grown := min(uint64(st.windowSize)*2, uint64(max))
 	growth := uint32(grown) - st.windowSize
+	if st.forgotten || !st.sess.reserveWindow(growth) {
+		return 0
+	}
 	st.windowSize = uint32(grown)
 	return growth
 }

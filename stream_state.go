@@ -105,15 +105,6 @@ func (st *Stream) needsAck() bool {
 	return true
 }
 
-// takeSynToken reports, once, whether the stream still held a SYN token.
-func (st *Stream) takeSynToken() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	t := st.synToken
-	st.synToken = false
-	return t
-}
-
 // startOpenTimer resets the stream if its ACK does not arrive within
 // StreamOpenTimeout.
 func (st *Stream) startOpenTimer() {
