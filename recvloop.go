@@ -149,15 +149,19 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("%w: SYN for stream %d has our parity", ErrProtocol, id)
 	}
-	if id <= s.lastRemoteID {
-		live := s.streams[id] != nil
+	switch {
+	case s.streams[id] != nil:
 		s.mu.Unlock()
-		if live {
-			return nil, fmt.Errorf("%w: SYN reuses live stream %d", ErrProtocol, id)
-		}
-		return nil, fmt.Errorf("%w: SYN for stream %d, not above the last one (%d)", ErrProtocol, id, s.lastRemoteID)
+		return nil, fmt.Errorf("%w: SYN reuses live stream %d", ErrProtocol, id)
+	case id > s.lastRemoteID:
+		s.lastRemoteID = id
+	default:
+		// Below the highest ID seen and not live: a SYN that overtook a
+		// lower one (hashicorp/yamux allocates IDs and sends SYNs without
+		// one order) or, from a broken peer, a reused ID. Telling them
+		// apart would take memory per closed stream, so it is accepted as
+		// new (spec.md §3.2).
 	}
-	s.lastRemoteID = id
 	refuse := ""
 	switch {
 	case s.err != nil:

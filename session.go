@@ -65,6 +65,8 @@ type Session struct {
 	acceptCh chan *Stream   // receive loop -> AcceptStream; cap AcceptBacklog
 	synSem   chan struct{}  // one token per stream we opened that awaits its ACK
 
+	openMu sync.Mutex // orders OpenStream's ID allocation with its SYN's enqueue
+
 	doneCh   chan struct{} // closed once by shutdown
 	sendDone chan struct{} // closed when the send loop has returned
 	wg       sync.WaitGroup
@@ -182,13 +184,22 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 	case <-s.doneCh:
 		return nil, s.Err()
 	}
+	// openMu keeps ID allocation and the SYN's place in the queue in one
+	// order, so that our SYNs reach the wire with increasing IDs.
+	s.openMu.Lock()
 	st, err := s.newOutgoingStream()
 	if err != nil {
+		s.openMu.Unlock()
 		<-s.synSem
 		return nil, err
 	}
 	delta := s.cfg.InitialStreamWindowSize - initialStreamWindow
-	if err := s.sendAndWait(s.ctrlCh, encodeHeader(typeWindowUpdate, flagSYN, st.id, delta), nil); err != nil {
+	f, err := s.enqueue(s.ctrlCh, encodeHeader(typeWindowUpdate, flagSYN, st.id, delta), nil)
+	s.openMu.Unlock()
+	if err == nil {
+		err = s.wait(f)
+	}
+	if err != nil {
 		st.abort(err)
 		s.forgetStream(st)
 		return nil, err
@@ -430,13 +441,27 @@ func (s *Session) reserveWindow(n uint32) bool {
 // so that body may be reused afterwards. It returns a session error if the
 // session ends first.
 func (s *Session) sendAndWait(ch chan *outFrame, hdr header, body []byte) error {
+	f, err := s.enqueue(ch, hdr, body)
+	if err != nil {
+		return err
+	}
+	return s.wait(f)
+}
+
+// enqueue queues a frame whose sender will wait for it with wait.
+func (s *Session) enqueue(ch chan *outFrame, hdr header, body []byte) (*outFrame, error) {
 	f := newFrame(hdr, body, true)
 	select {
 	case ch <- f:
+		return f, nil
 	case <-s.doneCh:
 		f.release()
-		return s.Err()
+		return nil, s.Err()
 	}
+}
+
+// wait blocks until the send loop has written f, or has exited.
+func (s *Session) wait(f *outFrame) error {
 	select {
 	case err := <-f.done:
 		f.release()
