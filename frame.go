@@ -20,17 +20,23 @@ type outFrame struct {
 	done chan error // 1-buffered, reused across uses
 }
 
-var framePool = sync.Pool{New: func() any { return &outFrame{done: make(chan error, 1)} }}
+// framePool recycles a session's frames. It is per session, not global:
+// a frame's done channel belongs to the synctest bubble (if any) of the
+// goroutine that made it, and a session never leaves its bubble.
+type framePool struct{ p sync.Pool }
 
-func newFrame(hdr header, body []byte, wait bool) *outFrame {
-	f := framePool.Get().(*outFrame)
+func (fp *framePool) get(hdr header, body []byte, wait bool) *outFrame {
+	f, _ := fp.p.Get().(*outFrame)
+	if f == nil {
+		f = &outFrame{done: make(chan error, 1)}
+	}
 	f.hdr, f.body, f.wait = hdr, body, wait
 	return f
 }
 
-func (f *outFrame) release() {
+func (fp *framePool) put(f *outFrame) {
 	f.body = nil
-	framePool.Put(f)
+	fp.p.Put(f)
 }
 
 // readHeader reads exactly one header from r.

@@ -80,7 +80,7 @@ func (s *Session) gather(b *sendBatch) {
 		break
 	}
 	if v := s.pingAck.Swap(0); v != 0 {
-		b.add(newFrame(encodeHeader(typePing, flagACK, 0, uint32(v)), nil, false))
+		b.add(s.frames.get(encodeHeader(typePing, flagACK, 0, uint32(v)), nil, false))
 	}
 }
 
@@ -114,7 +114,7 @@ func (s *Session) writeBatch(b *sendBatch) error {
 		if f.wait {
 			f.done <- err
 		} else {
-			f.release()
+			s.frames.put(f)
 		}
 		b.frames[i] = nil
 	}
@@ -156,7 +156,7 @@ func (s *Session) finalFlush(b *sendBatch) {
 		}
 	}
 	if code != nil {
-		b.add(newFrame(encodeHeader(typeGoAway, 0, 0, uint32(*code)), nil, false))
+		b.add(s.frames.get(encodeHeader(typeGoAway, 0, 0, uint32(*code)), nil, false))
 		s.writeBatch(b)
 	}
 }
@@ -180,6 +180,6 @@ func (s *Session) failFrame(f *outFrame, err error) {
 	if f.wait {
 		f.done <- err
 	} else {
-		f.release()
+		s.frames.put(f)
 	}
 }

@@ -64,6 +64,7 @@ type Session struct {
 	pingWake chan struct{}  // 1-buffered: pingAck was set
 	acceptCh chan *Stream   // receive loop -> AcceptStream; cap AcceptBacklog
 	synSem   chan struct{}  // one token per stream we opened that awaits its ACK
+	frames   framePool
 
 	openMu sync.Mutex // orders OpenStream's ID allocation with its SYN's enqueue
 
@@ -450,12 +451,12 @@ func (s *Session) sendAndWait(ch chan *outFrame, hdr header, body []byte) error 
 
 // enqueue queues a frame whose sender will wait for it with wait.
 func (s *Session) enqueue(ch chan *outFrame, hdr header, body []byte) (*outFrame, error) {
-	f := newFrame(hdr, body, true)
+	f := s.frames.get(hdr, body, true)
 	select {
 	case ch <- f:
 		return f, nil
 	case <-s.doneCh:
-		f.release()
+		s.frames.put(f)
 		return nil, s.Err()
 	}
 }
@@ -464,7 +465,7 @@ func (s *Session) enqueue(ch chan *outFrame, hdr header, body []byte) (*outFrame
 func (s *Session) wait(f *outFrame) error {
 	select {
 	case err := <-f.done:
-		f.release()
+		s.frames.put(f)
 		if err != nil {
 			return sessionError(err)
 		}
@@ -480,10 +481,10 @@ func (s *Session) wait(f *outFrame) error {
 // It blocks only while the control queue is full, and gives up when the
 // session ends.
 func (s *Session) sendCtrl(hdr header) {
-	f := newFrame(hdr, nil, false)
+	f := s.frames.get(hdr, nil, false)
 	select {
 	case s.ctrlCh <- f:
 	case <-s.doneCh:
-		f.release()
+		s.frames.put(f)
 	}
 }
