@@ -17,6 +17,10 @@ var (
 	// error returned alongside it also wraps the cause (see [Session.Err]).
 	ErrSessionShutdown = fmt.Errorf("yamux: session shutdown: %w", net.ErrClosed)
 
+	// ErrLocalClose is the cause ([Session.Err]) of a session ended by
+	// [Session.Close] or [Session.Shutdown].
+	ErrLocalClose = errors.New("yamux: session closed locally")
+
 	// ErrProtocol is wrapped by every error caused by a peer that broke the
 	// wire protocol. The session answers with GoAway(protocol error) and ends.
 	ErrProtocol = errors.New("yamux: protocol error")

@@ -18,6 +18,7 @@ func (s *Session) GoAway() error {
 		return nil
 	}
 	s.localGoAway = true
+	s.setDrainingLocked()
 	s.mu.Unlock()
 	return s.sendAndWait(s.ctrlCh, encodeHeader(typeGoAway, 0, 0, uint32(GoAwayNormal)), nil)
 }
@@ -32,6 +33,7 @@ func (s *Session) handleGoAway(h header) error {
 	if s.remoteGoAway == nil {
 		s.remoteGoAway = ga
 	}
+	s.setDrainingLocked()
 	s.mu.Unlock()
 	if ga.Code == GoAwayNormal {
 		s.logger.Info("yamux: peer sent GoAway", "code", ga.Code)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 )
 
 // frameHandler processes one validated header; Data handlers also consume
@@ -28,6 +29,7 @@ func (s *Session) recvLoop() {
 	for {
 		err := readHeader(s.rd, &h)
 		if err == nil {
+			s.countFrame(h)
 			if err = h.validate(s.cfg.MaxStreamWindowSize); err == nil {
 				err = frameHandlers[h.typ()](s, h)
 			}
@@ -37,6 +39,17 @@ func (s *Session) recvLoop() {
 			return
 		}
 	}
+}
+
+// countFrame updates the receive counters for one frame.
+func (s *Session) countFrame(h header) {
+	n := uint64(headerSize)
+	if h.typ() == typeData {
+		n += uint64(h.length())
+	}
+	s.stats.framesReceived.Add(1)
+	s.stats.bytesReceived.Add(n)
+	s.stats.lastFrame.Store(time.Now().UnixNano())
 }
 
 // recvFailed ends the session after the receive loop stopped with err.
@@ -49,9 +62,16 @@ func (s *Session) recvFailed(err error) {
 		s.logger.Warn("yamux: protocol error from peer", "err", err)
 		s.shutdown(err, GoAwayProtocolError, true)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		// The peer closed the connection (mid-frame or not) without a
-		// GoAway. Reported as unexpected so that no stream mistakes it
-		// for a clean end.
+		// The peer closed the connection. After its GoAway that is the
+		// end it announced; without one, it is reported as unexpected.
+		// Either way a stream still open gets an error, never io.EOF.
+		s.mu.Lock()
+		ga := s.remoteGoAway
+		s.mu.Unlock()
+		if ga != nil {
+			s.shutdown(ga, 0, false)
+			return
+		}
 		s.shutdown(fmt.Errorf("yamux: connection closed by peer: %w", io.ErrUnexpectedEOF), 0, false)
 	case errors.Is(err, net.ErrClosed):
 		s.shutdown(fmt.Errorf("yamux: connection closed: %w", err), 0, false)

@@ -110,6 +110,10 @@ func (s *Session) writeBatch(b *sendBatch) error {
 		b.vec = append(b.vec, b.buf[start:])
 	}
 	err := s.writeConn(b.vec)
+	if err == nil {
+		s.stats.framesSent.Add(uint64(len(b.frames)))
+		s.stats.bytesSent.Add(uint64(b.bytes))
+	}
 	for i, f := range b.frames {
 		if f.wait {
 			f.done <- err

@@ -68,10 +68,12 @@ type Session struct {
 
 	openMu sync.Mutex // orders OpenStream's ID allocation with its SYN's enqueue
 
-	doneCh   chan struct{} // closed once by shutdown
-	sendDone chan struct{} // closed when the send loop has returned
-	wg       sync.WaitGroup
-	connOnce sync.Once
+	doneCh     chan struct{} // closed once by shutdown
+	drainingCh chan struct{} // closed once, when a GoAway is sent or received, or at shutdown
+	sendDone   chan struct{} // closed when the send loop has returned
+	idleCh     chan struct{} // 1-buffered: the stream table became empty
+	wg         sync.WaitGroup
+	connOnce   sync.Once
 
 	closed atomic.Bool  // mirrors err != nil, for lock-free fast paths
 	rtt    atomic.Int64 // last measured ping round trip, in nanoseconds
@@ -86,6 +88,7 @@ type Session struct {
 	localGoAway  bool
 	remoteGoAway *GoAwayError
 	finalGoAway  *GoAwayCode // GoAway the send loop writes last, if any
+	draining     bool        // drainingCh is closed
 	pings        map[uint32]*pendingPing
 	nextPing     uint32
 	closeTimer   *time.Timer
@@ -122,20 +125,22 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 		return nil, fmt.Errorf("%w: nil connection", ErrInvalidConfig)
 	}
 	s := &Session{
-		conn:     conn,
-		cfg:      *cfg,
-		client:   client,
-		logger:   cfg.Logger,
-		rd:       bufio.NewReaderSize(conn, readBufferSize),
-		ctrlCh:   make(chan *outFrame, ctrlQueueLen),
-		dataCh:   make(chan *outFrame, dataQueueLen),
-		pingWake: make(chan struct{}, 1),
-		acceptCh: make(chan *Stream, cfg.AcceptBacklog),
-		synSem:   make(chan struct{}, cfg.AcceptBacklog),
-		doneCh:   make(chan struct{}),
-		sendDone: make(chan struct{}),
-		streams:  make(map[uint32]*Stream),
-		pings:    make(map[uint32]*pendingPing),
+		conn:       conn,
+		cfg:        *cfg,
+		client:     client,
+		logger:     cfg.Logger,
+		rd:         bufio.NewReaderSize(conn, readBufferSize),
+		ctrlCh:     make(chan *outFrame, ctrlQueueLen),
+		dataCh:     make(chan *outFrame, dataQueueLen),
+		pingWake:   make(chan struct{}, 1),
+		acceptCh:   make(chan *Stream, cfg.AcceptBacklog),
+		synSem:     make(chan struct{}, cfg.AcceptBacklog),
+		doneCh:     make(chan struct{}),
+		drainingCh: make(chan struct{}),
+		idleCh:     make(chan struct{}, 1),
+		sendDone:   make(chan struct{}),
+		streams:    make(map[uint32]*Stream),
+		pings:      make(map[uint32]*pendingPing),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -206,6 +211,7 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 		return nil, err
 	}
 	st.startOpenTimer()
+	s.stats.streamsOpened.Add(1)
 	return st, nil
 }
 
@@ -243,6 +249,7 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	case <-s.doneCh:
 		return nil, s.Err()
 	}
+	s.stats.streamsAccepted.Add(1)
 	if !st.needsAck() {
 		// Reset by the peer while it waited in the backlog: the user
 		// still gets it (it may hold data and a FIN), but an ACK would
@@ -310,13 +317,10 @@ func (s *Session) Err() error {
 // session and its streams return [ErrSessionShutdown]. Close is idempotent
 // and always returns nil.
 func (s *Session) Close() error {
-	s.shutdown(errLocalClose, GoAwayNormal, true)
+	s.shutdown(ErrLocalClose, GoAwayNormal, true)
 	s.wg.Wait()
 	return nil
 }
-
-// errLocalClose is the cause recorded when the user closed the session.
-var errLocalClose = errors.New("yamux: closed locally")
 
 // closeFlushLimit caps how long a closing session may spend writing what was
 // queued, so that Close returns promptly even when the peer stopped reading.
@@ -332,9 +336,10 @@ func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
 		return
 	}
 	s.err = cause
-	if sendGoAway {
+	if sendGoAway && !(s.localGoAway && code == GoAwayNormal) {
 		s.finalGoAway = &code
 	}
+	s.setDrainingLocked()
 	streams := make([]*Stream, 0, len(s.streams))
 	for _, st := range s.streams {
 		streams = append(streams, st)
@@ -349,7 +354,7 @@ func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
 
 	s.closed.Store(true)
 	close(s.doneCh)
-	if cause != errLocalClose {
+	if cause != ErrLocalClose {
 		level := slog.LevelWarn
 		if errors.Is(cause, io.ErrUnexpectedEOF) {
 			level = slog.LevelDebug
@@ -412,7 +417,14 @@ func (s *Session) forgetStream(st *Stream) {
 	if !st.opened {
 		s.incoming--
 	}
+	idle := len(s.streams) == 0
 	s.mu.Unlock()
+	if idle {
+		select {
+		case s.idleCh <- struct{}{}:
+		default:
+		}
+	}
 	st.mu.Lock()
 	window := st.windowSize
 	token := st.synToken

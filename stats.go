@@ -1,9 +1,86 @@
 package yamux
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
-// sessionCounters are the session's event counters; atomics, so that the
-// hot paths never take a lock to count.
+// sessionCounters are the session's event counters: atomics, so that the
+// hot paths count without a lock. The receive loop and the send loop each
+// add once per frame or per batch.
 type sessionCounters struct {
-	streamsRefused atomic.Uint64 // SYNs answered with RST by the limits
+	bytesSent       atomic.Uint64
+	bytesReceived   atomic.Uint64
+	framesSent      atomic.Uint64
+	framesReceived  atomic.Uint64
+	streamsOpened   atomic.Uint64
+	streamsAccepted atomic.Uint64
+	streamsReset    atomic.Uint64
+	streamsRefused  atomic.Uint64 // SYNs answered with RST by the limits
+	lastFrame       atomic.Int64  // UnixNano of the last frame received
+}
+
+// SessionStats is a snapshot of a session's counters. Bytes include frame
+// headers.
+type SessionStats struct {
+	BytesSent, BytesReceived   uint64
+	FramesSent, FramesReceived uint64
+	StreamsOpened              uint64 // by us, with OpenStream
+	StreamsAccepted            uint64 // returned by AcceptStream
+	StreamsReset               uint64 // reset by either end, or by a timeout
+	StreamsRefused             uint64 // peer's SYNs refused with RST by a limit or GoAway
+	ActiveStreams              int    // streams tracked now (NumStreams)
+	LastRTT                    time.Duration
+	LastFrameReceived          time.Time // zero before the first frame
+	State                      State
+}
+
+// Stats returns a snapshot of the session's counters. It is cheap: a few
+// atomic loads and one short lock for the stream count.
+func (s *Session) Stats() SessionStats {
+	c := &s.stats
+	st := SessionStats{
+		BytesSent:       c.bytesSent.Load(),
+		BytesReceived:   c.bytesReceived.Load(),
+		FramesSent:      c.framesSent.Load(),
+		FramesReceived:  c.framesReceived.Load(),
+		StreamsOpened:   c.streamsOpened.Load(),
+		StreamsAccepted: c.streamsAccepted.Load(),
+		StreamsReset:    c.streamsReset.Load(),
+		StreamsRefused:  c.streamsRefused.Load(),
+		ActiveStreams:   s.NumStreams(),
+		LastRTT:         s.RTT(),
+		State:           s.State(),
+	}
+	if ns := c.lastFrame.Load(); ns != 0 {
+		st.LastFrameReceived = time.Unix(0, ns)
+	}
+	return st
+}
+
+// StreamStats is a snapshot of one stream's counters and windows. Bytes
+// are payload bytes.
+type StreamStats struct {
+	BytesSent, BytesReceived   uint64
+	FramesSent, FramesReceived uint64
+	SendWindow                 uint32 // bytes we may still send now
+	ReceiveWindow              uint32 // bytes the peer may still send now
+	WindowSize                 uint32 // the receive window we aim for (auto-tuned)
+	MaxWindowSize              uint32 // Config.MaxStreamWindowSize
+}
+
+// Stats returns a snapshot of the stream's counters and windows.
+func (st *Stream) Stats() StreamStats {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return StreamStats{
+		BytesSent:      st.bytesSent,
+		BytesReceived:  st.bytesReceived,
+		FramesSent:     st.framesSent,
+		FramesReceived: st.framesReceived,
+		SendWindow:     st.sendWindow,
+		ReceiveWindow:  st.recvWindow,
+		WindowSize:     st.windowSize,
+		MaxWindowSize:  st.sess.cfg.MaxStreamWindowSize,
+	}
 }

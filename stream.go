@@ -43,6 +43,9 @@ type Stream struct {
 	epochStart    time.Time // auto-tuning: when the last window update went out
 	sendWindow    uint32
 
+	bytesSent, bytesReceived   uint64
+	framesSent, framesReceived uint64
+
 	readDeadline  time.Time
 	writeDeadline time.Time
 	openTimer     *time.Timer // until the ACK arrives
@@ -215,6 +218,8 @@ func (st *Stream) reserveSend(want int) (int, error) {
 		case st.sendWindow > 0:
 			n := min(uint32(want), st.sendWindow, maxDataFrame)
 			st.sendWindow -= n
+			st.bytesSent += uint64(n)
+			st.framesSent++
 			return int(n), nil
 		}
 		var err error

@@ -72,6 +72,7 @@ func (st *Stream) resetLocked(err error, sendRST bool) streamActions {
 		return streamActions{}
 	}
 	st.err = err
+	st.sess.stats.streamsReset.Add(1)
 	if !st.readClosed {
 		st.recv.reset()
 	}
@@ -185,6 +186,8 @@ func (st *Stream) admitData(n uint32) (drop bool, err error) {
 		return false, fmt.Errorf("%w: stream %d got %d bytes with %d left", ErrRecvWindowExceeded, st.id, n, st.recvWindow)
 	}
 	st.recvWindow -= n
+	st.bytesReceived += uint64(n)
+	st.framesReceived++
 	return st.err != nil || st.closed || st.readShut, nil
 }
 

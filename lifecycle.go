@@ -1,0 +1,121 @@
+package yamux
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+)
+
+// State is where a session is in its life.
+type State int
+
+const (
+	// StateOpen: streams may be opened in both directions.
+	StateOpen State = iota
+	// StateDraining: a GoAway was sent or received. No new streams either
+	// way; open ones continue until they finish.
+	StateDraining
+	// StateClosed: the session has ended; see [Session.Err].
+	StateClosed
+)
+
+func (st State) String() string {
+	switch st {
+	case StateOpen:
+		return "open"
+	case StateDraining:
+		return "draining"
+	case StateClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// State returns the session's current state. To wait for a change instead
+// of polling, use [Session.Draining] and [Session.Done].
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.err != nil:
+		return StateClosed
+	case s.draining:
+		return StateDraining
+	}
+	return StateOpen
+}
+
+// Draining returns a channel that is closed when the session leaves
+// StateOpen: a GoAway was sent or received, or the session ended.
+func (s *Session) Draining() <-chan struct{} { return s.drainingCh }
+
+// setDrainingLocked closes drainingCh once. Call with s.mu held.
+func (s *Session) setDrainingLocked() {
+	if !s.draining {
+		s.draining = true
+		close(s.drainingCh)
+	}
+}
+
+// Shutdown ends the session gracefully: it sends GoAway(normal), so that no
+// new stream is opened in either direction, waits until every open stream
+// has finished (FIN both ways, or reset), then closes the session. If ctx
+// ends first, the remaining streams are reset and the session is closed
+// anyway. It returns nil when every stream finished, ctx.Err() when some
+// were reset, or an error wrapping [ErrSessionShutdown] when the session
+// had already ended for another reason. Streams still waiting in the
+// accept backlog count as open: accept and finish them, or they run out
+// the context. Like http.Server.Shutdown.
+func (s *Session) Shutdown(ctx context.Context) error {
+	if err := s.GoAway(); err != nil {
+		return err
+	}
+	for s.NumStreams() > 0 {
+		select {
+		case <-s.idleCh:
+		case <-s.doneCh:
+			s.wg.Wait()
+			if err := s.Err(); !isLocalClose(err) {
+				return err
+			}
+			return nil
+		case <-ctx.Done():
+			s.resetAll()
+			s.Close()
+			return ctx.Err()
+		}
+	}
+	s.Close()
+	return nil
+}
+
+func isLocalClose(err error) bool {
+	return err == nil || errors.Is(err, ErrLocalClose)
+}
+
+// resetAll resets every stream the session tracks.
+func (s *Session) resetAll() {
+	s.mu.Lock()
+	streams := make([]*Stream, 0, len(s.streams))
+	for _, st := range s.streams {
+		streams = append(streams, st)
+	}
+	s.mu.Unlock()
+	for _, st := range streams {
+		st.Reset()
+	}
+}
+
+// ConnectionState returns the TLS state of the connection under the
+// session, and whether it has one: true when the connection is a
+// *tls.Conn or anything else with a ConnectionState method. Use it to read
+// the peer's certificate identity. With a *tls.Conn, the handshake is done
+// by the first read or write of the session, so it is complete once a
+// stream or ping has been exchanged; call HandshakeContext on the conn
+// first to be sure.
+func (s *Session) ConnectionState() (tls.ConnectionState, bool) {
+	if c, ok := s.conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return c.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}
