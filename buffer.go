@@ -87,7 +87,7 @@ func (r *recvBuffer) reset() {
 		putBlock(r.chunks[i].buf)
 		r.chunks[i] = chunk{}
 	}
-	if cap(r.chunks) > 16 {
+	if cap(r.chunks) > 64 {
 		r.chunks = nil
 	} else {
 		r.chunks = r.chunks[:0]

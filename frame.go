@@ -50,12 +50,12 @@ func readHeader(r io.Reader, h *header) error {
 // vectored write; elsewhere it writes segment by segment and loops on short
 // writes, which a plain io.Writer may legally return only with an error but
 // some wrappers return without one.
-func writeAll(w io.Writer, bufs net.Buffers, vectored bool) error {
+func writeAll(w io.Writer, bufs *net.Buffers, vectored bool) error {
 	if vectored {
 		_, err := bufs.WriteTo(w)
 		return err
 	}
-	for _, b := range bufs {
+	for _, b := range *bufs {
 		for len(b) > 0 {
 			n, err := w.Write(b)
 			if err != nil {

@@ -25,6 +25,7 @@ type sendBatch struct {
 	bytes  int
 	buf    []byte      // headers and small payloads, copied
 	vec    net.Buffers // segments of the write: slices of buf and large payloads
+	wv     net.Buffers // what WriteTo consumes; a field so that it does not escape
 }
 
 // sendLoop is the only writer of the connection. It takes control frames
@@ -109,7 +110,8 @@ func (s *Session) writeBatch(b *sendBatch) error {
 	if start < len(b.buf) {
 		b.vec = append(b.vec, b.buf[start:])
 	}
-	err := s.writeConn(b.vec)
+	b.wv = b.vec
+	err := s.writeConn(&b.wv)
 	if err == nil {
 		s.stats.framesSent.Add(uint64(len(b.frames)))
 		s.stats.bytesSent.Add(uint64(b.bytes))
@@ -130,7 +132,7 @@ func (s *Session) writeBatch(b *sendBatch) error {
 // writeConn writes segments with the connection's write deadline extended
 // by ConnectionWriteTimeout, when the connection has deadlines. A deadline
 // hit becomes ErrConnectionWriteTimeout.
-func (s *Session) writeConn(vec net.Buffers) error {
+func (s *Session) writeConn(vec *net.Buffers) error {
 	dl, hasDeadline := s.conn.(interface{ SetWriteDeadline(time.Time) error })
 	if hasDeadline {
 		dl.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))

@@ -177,25 +177,71 @@ func (st *Stream) tuneWindowLocked(now time.Time) uint32 {
 func (st *Stream) Write(p []byte) (int, error) {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
-	total := 0
-	for {
+	// Frames are queued as the window allows and waited for together, so
+	// that the send loop writes a large Write in few vectored writes while
+	// this goroutine already waits for more window.
+	var w pendingWrites
+	for len(p) > 0 {
 		n, err := st.reserveSend(len(p))
 		if err != nil {
-			return total, err
+			return w.finish(st.sess, err)
 		}
-		if n == 0 {
-			return total, nil
+		f, err := st.sess.enqueue(st.sess.dataCh, encodeHeader(typeData, 0, st.id, uint32(n)), p[:n])
+		if err != nil {
+			return w.finish(st.sess, err)
 		}
-		hdr := encodeHeader(typeData, 0, st.id, uint32(n))
-		if err := st.sess.sendAndWait(st.sess.dataCh, hdr, p[:n]); err != nil {
-			return total, err
+		w.add(f, n)
+		if w.full() {
+			if _, err := w.finish(st.sess, nil); err != nil {
+				return w.written, err
+			}
 		}
-		total += n
 		p = p[n:]
-		if len(p) == 0 {
-			return total, nil
+	}
+	if len(p) == 0 && w.queued == 0 && w.written == 0 {
+		// A zero-length Write still reports a closed or reset stream.
+		if _, err := st.reserveSend(0); err != nil {
+			return 0, err
 		}
 	}
+	return w.finish(st.sess, nil)
+}
+
+// maxInFlight bounds the frames one Write has queued but not yet seen
+// written.
+const maxInFlight = 16
+
+// pendingWrites tracks the frames of one Write that are queued.
+type pendingWrites struct {
+	frames  [maxInFlight]*outFrame
+	sizes   [maxInFlight]int
+	queued  int
+	written int // bytes in frames the send loop reported written
+}
+
+func (w *pendingWrites) add(f *outFrame, n int) {
+	w.frames[w.queued], w.sizes[w.queued] = f, n
+	w.queued++
+}
+
+func (w *pendingWrites) full() bool { return w.queued == maxInFlight }
+
+// finish waits for every queued frame (the caller's buffer must not be
+// returned to it while the send loop may still read it) and returns the
+// bytes written and the first error, err if it came first.
+func (w *pendingWrites) finish(s *Session, err error) (int, error) {
+	for i := 0; i < w.queued; i++ {
+		werr := s.wait(w.frames[i])
+		w.frames[i] = nil
+		if werr != nil && err == nil {
+			err = werr
+		}
+		if err == nil {
+			w.written += w.sizes[i]
+		}
+	}
+	w.queued = 0
+	return w.written, err
 }
 
 // reserveSend waits until the peer's window has room and takes up to want
