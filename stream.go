@@ -230,17 +230,21 @@ func (w *pendingWrites) full() bool { return w.queued == maxInFlight }
 // returned to it while the send loop may still read it) and returns the
 // bytes written and the first error, err if it came first.
 func (w *pendingWrites) finish(s *Session, err error) (int, error) {
+	var frameErr error
 	for i := 0; i < w.queued; i++ {
 		werr := s.wait(w.frames[i])
 		w.frames[i] = nil
-		if werr != nil && err == nil {
-			err = werr
+		if werr != nil && frameErr == nil {
+			frameErr = werr
 		}
-		if err == nil {
+		if frameErr == nil {
 			w.written += w.sizes[i]
 		}
 	}
 	w.queued = 0
+	if frameErr != nil {
+		return w.written, frameErr
+	}
 	return w.written, err
 }
 
