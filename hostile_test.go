@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"net"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -546,4 +547,375 @@ func checkAcceptAfterEnd(t *testing.T, s *Session, want ...error) {
 		checkSessionErr(t, "Read of a stream accepted after the end", err, want...)
 	}
 	t.Fatal("AcceptStream keeps returning streams after the session ended")
+}
+
+// TestHostileSynFlood: 100,000 SYNs that are never accepted. Beyond the
+// limit that applies (AcceptBacklog, MaxIncomingStreams or MaxReceiveBuffer)
+// each is refused with exactly one RST; the session stays up, its memory is
+// bounded by the limit, not by the flood, and the streams within the limit
+// can still be accepted.
+func TestHostileSynFlood(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  func(*Config)
+		kept int // streams that wait in the backlog
+	}{
+		{"accept_backlog", func(*Config) {}, defaultAcceptBacklog},
+		{"max_incoming_streams", func(c *Config) { c.MaxIncomingStreams = 16 }, 16},
+		{"max_receive_buffer", func(c *Config) { c.MaxReceiveBuffer = 8 * rawInitialWindow }, 8},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := hostileConfig()
+				c.cfg(cfg)
+				p := newRawPeer(t, rawPeerOptions{cfg: cfg})
+				p.setCountOnly(func(f rawFrame) bool { return f.Flags&rawRST != 0 })
+				heap0 := heapInUse()
+				const batch = 1000
+				buf := make([]byte, 0, 12*batch)
+				for i := 0; i < pingFloodCount; i += batch {
+					buf = buf[:0]
+					for range batch {
+						buf = append(buf, rawCtrl(rawWindowUpdate, rawSYN, p.newID(), 0)...)
+					}
+					p.send(buf)
+				}
+				refused := pingFloodCount - c.kept
+				p.waitCount(rawWindowUpdate, rawRST, refused)
+				if grew := int64(heapInUse()) - int64(heap0); grew > 16<<20 {
+					t.Errorf("heap grew by %d bytes during the SYN flood; want < 16 MiB", grew)
+				}
+				if err := p.sess.Err(); err != nil {
+					t.Fatalf("session ended during the SYN flood: %v", err)
+				}
+				if got := p.sess.Stats().StreamsRefused; got != uint64(refused) {
+					t.Errorf("Stats().StreamsRefused = %d; want %d", got, refused)
+				}
+				if n := p.sess.NumStreams(); n != c.kept {
+					t.Errorf("NumStreams = %d; want %d", n, c.kept)
+				}
+				p.setCountOnly(nil)
+				// The kept streams are the first ones, in order.
+				for i := range c.kept {
+					id := uint32(2*i + 1)
+					st := p.accept(id)
+					p.expect(rawWindowUpdate, rawACK, id, 0)
+					st.Reset()
+					p.expect(rawWindowUpdate, rawRST, id, 0)
+				}
+				if before := p.sync(); len(before) != 0 {
+					t.Fatalf("session sent %v; want nothing more", before)
+				}
+				if n := p.sess.NumStreams(); n != 0 {
+					t.Errorf("NumStreams = %d after resetting everything; want 0", n)
+				}
+			})
+		})
+	}
+}
+
+// TestHostileRstFlood: 10,000 RSTs. Repeated RSTs for one stream reset it
+// once and are then dropped without an answer; SYN+RST pairs leave no
+// stream behind and no accepted stream reads as complete.
+func TestHostileRstFlood(t *testing.T) {
+	const n = 10_000
+	t.Run("repeated_rst", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newRawPeer(t, rawPeerOptions{})
+			st := p.openStream()
+			heap0 := heapInUse()
+			buf := make([]byte, 0, 12*n)
+			for range n {
+				buf = append(buf, rawCtrl(rawWindowUpdate, rawRST, st.StreamID(), 0)...)
+			}
+			p.send(buf)
+			before := p.sync()
+			if len(before) != 0 {
+				t.Fatalf("session answered RSTs with %d frames, first %v; want none", len(before), before[0])
+			}
+			if grew := int64(heapInUse()) - int64(heap0); grew > 4<<20 {
+				t.Errorf("heap grew by %d bytes; want < 4 MiB", grew)
+			}
+			if _, err := st.Read(make([]byte, 1)); !errors.Is(err, ErrStreamReset) {
+				t.Errorf("Read = %v; want ErrStreamReset", err)
+			}
+			if _, err := st.Write([]byte("x")); !errors.Is(err, ErrStreamReset) {
+				t.Errorf("Write = %v; want ErrStreamReset", err)
+			}
+			if err := p.sess.Err(); err != nil {
+				t.Fatalf("session ended: %v", err)
+			}
+		})
+	})
+	t.Run("syn_rst_pairs", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newRawPeer(t, rawPeerOptions{})
+			p.setCountOnly(func(f rawFrame) bool { return f.Flags&rawRST != 0 })
+			heap0 := heapInUse()
+			var ids []uint32
+			buf := make([]byte, 0, 41*n)
+			for range n {
+				id := p.newID()
+				ids = append(ids, id)
+				buf = append(buf, rawDataFrame(rawSYN, id, []byte("x"))...)
+				buf = append(buf, rawCtrl(rawWindowUpdate, rawRST, id, 0)...)
+			}
+			p.send(buf)
+			// The first AcceptBacklog streams wait, dead, in the backlog;
+			// the backlog then being full, the rest are refused.
+			p.waitCount(rawWindowUpdate, rawRST, n-defaultAcceptBacklog)
+			if grew := int64(heapInUse()) - int64(heap0); grew > 8<<20 {
+				t.Errorf("heap grew by %d bytes; want < 8 MiB", grew)
+			}
+			if n := p.sess.NumStreams(); n != 0 {
+				t.Errorf("NumStreams = %d; want 0: every stream was reset", n)
+			}
+			for _, id := range ids[:defaultAcceptBacklog] {
+				st := p.accept(id)
+				got, err := readToError(st)
+				if len(got) != 0 || !errors.Is(err, ErrStreamReset) {
+					t.Fatalf("stream %d: read %q, %v; want nothing and ErrStreamReset", id, got, err)
+				}
+			}
+			p.setCountOnly(nil)
+			if before := p.sync(); len(before) != 0 {
+				t.Fatalf("session sent %v; want nothing (no ACK for reset streams)", before)
+			}
+			if err := p.sess.Err(); err != nil {
+				t.Fatalf("session ended: %v", err)
+			}
+		})
+	})
+}
+
+// TestHostileSynAfterGoAway: after our GoAway the peer's SYNs are refused
+// with RST (their data discarded), our OpenStream fails with
+// ErrLocalGoAway, and a stream opened before carries on.
+func TestHostileSynAfterGoAway(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newRawPeer(t, rawPeerOptions{})
+		old := p.openStream()
+		gerr := make(chan error, 1)
+		go func() { gerr <- p.sess.GoAway() }()
+		p.expect(rawGoAway, 0, 0, uint32(GoAwayNormal))
+		if err := <-gerr; err != nil {
+			t.Fatalf("GoAway: %v", err)
+		}
+		p.send(rawDataFrame(rawSYN, 3, []byte("refused")))
+		p.expect(rawWindowUpdate, rawRST, 3, 0)
+		p.send(rawCtrl(rawWindowUpdate, rawSYN, 5, 0))
+		p.expect(rawWindowUpdate, rawRST, 5, 0)
+		// Late frames for the refused streams are dropped silently.
+		p.send(rawDataFrame(rawFIN, 3, []byte("late")))
+		if _, err := p.sess.OpenStream(context.Background()); !errors.Is(err, ErrLocalGoAway) {
+			t.Errorf("OpenStream after GoAway = %v; want ErrLocalGoAway", err)
+		}
+		p.send(rawDataFrame(rawFIN, old.StreamID(), []byte("still here")))
+		if got, err := readToError(old); string(got) != "still here" || err != io.EOF {
+			t.Errorf("old stream read %q, %v; want \"still here\", io.EOF", got, err)
+		}
+		if _, err := old.Write([]byte("bye")); err != nil {
+			t.Errorf("old stream Write: %v", err)
+		}
+		p.expect(rawData, 0, old.StreamID(), 3)
+		if err := p.sess.Err(); err != nil {
+			t.Fatalf("session ended: %v", err)
+		}
+		if got := p.sess.Stats().StreamsRefused; got != 2 {
+			t.Errorf("Stats().StreamsRefused = %d; want 2", got)
+		}
+	})
+}
+
+// TestHostileRemoteGoAway: a GoAway with an error code ends the session at
+// once with a *GoAwayError (Remote, the code as sent, unknown codes too),
+// and we send no GoAway back. GoAway(normal) only stops new streams.
+func TestHostileRemoteGoAway(t *testing.T) {
+	for _, code := range []GoAwayCode{GoAwayProtocolError, GoAwayInternalError, 0xdeadbeef} {
+		t.Run(code.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newRawPeer(t, rawPeerOptions{})
+				st := p.openStream()
+				p.send(rawCtrl(rawGoAway, 0, 0, uint32(code)))
+				p.expectEOF()
+				<-p.sess.Done()
+				err := p.sess.Err()
+				checkSessionErr(t, "Session.Err", err, ErrRemoteGoAway, &GoAwayError{Code: code, Remote: true})
+				var ga *GoAwayError
+				if !errors.As(err, &ga) || ga.Code != code || !ga.Remote {
+					t.Fatalf("errors.As(%v) = %+v; want Code %v, Remote", err, ga, code)
+				}
+				_, err = st.Read(make([]byte, 1))
+				checkSessionErr(t, "Read", err, &GoAwayError{Code: code, Remote: true})
+			})
+		})
+	}
+	t.Run("normal", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newRawPeer(t, rawPeerOptions{})
+			st := p.openStream()
+			p.send(rawCtrl(rawGoAway, 0, 0, 0))
+			if before := p.sync(); len(before) != 0 {
+				t.Fatalf("session answered GoAway(normal) with %v", before)
+			}
+			_, err := p.sess.OpenStream(context.Background())
+			if !errors.Is(err, ErrRemoteGoAway) {
+				t.Errorf("OpenStream after remote GoAway = %v; want ErrRemoteGoAway", err)
+			}
+			if _, err := st.Write([]byte("ok")); err != nil {
+				t.Errorf("Write on an old stream: %v", err)
+			}
+			p.expect(rawData, 0, st.StreamID(), 2)
+			if err := p.sess.Err(); err != nil {
+				t.Fatalf("session ended: %v", err)
+			}
+		})
+	})
+}
+
+// TestHostileSlowloris: a peer that stops reading. Our writes make no
+// progress, so after ConnectionWriteTimeout the session ends with
+// ErrConnectionWriteTimeout; and Close returns within closeFlushLimit
+// while a write is stuck.
+func TestHostileSlowloris(t *testing.T) {
+	const timeout = 10 * time.Second
+	cfg := func() *Config {
+		c := hostileConfig()
+		c.ConnectionWriteTimeout = timeout
+		return c
+	}
+	t.Run("never_reads", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			start := time.Now()
+			p := newRawPeer(t, rawPeerOptions{cfg: cfg(), sessionIsClient: true, noRead: true})
+			// Not even the opening ping can be written: the SYN waits.
+			_, err := p.sess.OpenStream(context.Background())
+			checkSessionErr(t, "OpenStream", err, ErrConnectionWriteTimeout)
+			if d := time.Since(start); d != timeout {
+				t.Errorf("OpenStream failed after %v; want ConnectionWriteTimeout (%v)", d, timeout)
+			}
+			checkSessionErr(t, "Session.Err", p.sess.Err(), ErrConnectionWriteTimeout)
+			start = time.Now()
+			p.sess.Close()
+			if d := time.Since(start); d != 0 {
+				t.Errorf("Close of the timed-out session took %v; want at once", d)
+			}
+		})
+	})
+	t.Run("stops_reading", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newRawPeer(t, rawPeerOptions{cfg: cfg(), sessionIsClient: true, noRead: true})
+			type opened struct {
+				st  *Stream
+				err error
+			}
+			oc := make(chan opened, 1)
+			go func() {
+				st, err := p.sess.OpenStream(context.Background())
+				oc <- opened{st, err}
+			}()
+			if f := p.readDirect(); f.Type != rawPing || f.Flags != rawSYN {
+				t.Fatalf("first frame %v; want the opening ping", f)
+			}
+			if f := p.readDirect(); f.Type != rawWindowUpdate || f.Flags != rawSYN || f.ID != 1 {
+				t.Fatalf("second frame %v; want the SYN of stream 1", f)
+			}
+			o := <-oc
+			if o.err != nil {
+				t.Fatalf("OpenStream: %v", o.err)
+			}
+			// The peer reads nothing more.
+			start := time.Now()
+			n, err := o.st.Write(make([]byte, 1<<20))
+			checkSessionErr(t, "Write", err, ErrConnectionWriteTimeout)
+			if n != 0 {
+				t.Errorf("Write reported %d bytes written; the peer read none", n)
+			}
+			if d := time.Since(start); d != timeout {
+				t.Errorf("Write failed after %v; want %v", d, timeout)
+			}
+		})
+	})
+	t.Run("close_while_write_stuck", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := newRawPeer(t, rawPeerOptions{cfg: cfg(), sessionIsClient: true, noRead: true})
+			oerr := make(chan error, 1)
+			go func() {
+				_, err := p.sess.OpenStream(context.Background())
+				oerr <- err
+			}()
+			time.Sleep(time.Second) // the SYN is stuck behind the ping
+			start := time.Now()
+			p.sess.Close()
+			if d := time.Since(start); d > closeFlushLimit {
+				t.Errorf("Close took %v; want at most %v", d, closeFlushLimit)
+			}
+			checkSessionErr(t, "OpenStream", <-oerr)
+			checkSessionErr(t, "Session.Err", p.sess.Err(), ErrLocalClose)
+		})
+	})
+}
+
+// TestHostileOneByteAtATime: a peer that writes, and reads, one byte at a
+// time. Every frame is reassembled and answered as usual.
+func TestHostileOneByteAtATime(t *testing.T) {
+	forEachRawTransport(t, func(t *testing.T, tcp bool) {
+		p := newRawPeer(t, rawPeerOptions{tcp: tcp, readByByte: true})
+		if c, ok := p.conn.(*net.TCPConn); ok {
+			c.SetNoDelay(true)
+		}
+		var script []byte
+		script = append(script, rawDataFrame(rawSYN, 1, []byte("hello "))...)
+		script = append(script, rawCtrl(rawPing, rawSYN, 0, 42)...)
+		script = append(script, rawDataFrame(0, 1, []byte("world"))...)
+		script = append(script, rawCtrl(rawWindowUpdate, 0, 1, 4096)...)
+		script = append(script, rawDataFrame(rawFIN, 1, nil)...)
+		for i := range script {
+			p.send(script[i : i+1])
+		}
+		st := p.accept(1)
+		if got, err := readToError(st); string(got) != "hello world" || err != io.EOF {
+			t.Fatalf("read %q, %v; want \"hello world\", io.EOF", got, err)
+		}
+		// The ACK and the ping answer may come in either order.
+		a, b := p.expectAny(), p.expectAny()
+		if a.Type == rawPing {
+			a, b = b, a
+		}
+		if !a.is(rawWindowUpdate, rawACK, 1, 0) || !b.is(rawPing, rawACK, 0, 42) {
+			t.Fatalf("session sent %v and %v; want the ACK of stream 1 and the answer to ping 42", a, b)
+		}
+		// The window update was applied: the initial window and 4096
+		// bytes more can be written, and arrive whole.
+		data := make([]byte, rawInitialWindow+4096)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		werr := make(chan error, 1)
+		go func() {
+			_, err := st.Write(data)
+			if err == nil {
+				err = st.Close()
+			}
+			werr <- err
+		}()
+		var got []byte
+		for {
+			f := p.expectAny()
+			if f.Type != rawData || f.ID != 1 {
+				t.Fatalf("session sent %v; want data on stream 1", f)
+			}
+			got = append(got, f.Body...)
+			if f.Flags == rawFIN {
+				break
+			}
+		}
+		if err := <-werr; err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("peer got %d bytes differing from the %d written", len(got), len(data))
+		}
+	})
 }

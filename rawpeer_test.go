@@ -60,6 +60,11 @@ func (f rawFrame) String() string {
 	return fmt.Sprintf("{v%d %s flags=%#x id=%d len=%d}", f.Version, typ, f.Flags, f.ID, f.Length)
 }
 
+// is reports whether f has exactly this version-0 header.
+func (f rawFrame) is(typ uint8, fl uint16, id, length uint32) bool {
+	return f.Version == 0 && f.Type == typ && f.Flags == fl && f.ID == id && f.Length == length
+}
+
 // rawHeader encodes one header with every field explicit.
 func rawHeader(version, typ uint8, fl uint16, id, length uint32) []byte {
 	b := make([]byte, 12)
@@ -199,7 +204,7 @@ func (p *rawPeer) send(parts ...[]byte) {
 	p.t.Helper()
 	for _, b := range parts {
 		if err := p.write(b); err != nil {
-			p.t.Fatalf("peer write of %d bytes: %v", len(b), err)
+			p.t.Fatalf("peer write of %d bytes: %v (Session.Err: %v)", len(b), err, p.sess.Err())
 		}
 	}
 }
@@ -355,8 +360,18 @@ func (p *rawPeer) expect(typ uint8, fl uint16, id, length uint32) rawFrame {
 	if err != nil {
 		p.t.Fatalf("waiting for %v: %v (frames read: %s)", want, err, p.countsString())
 	}
-	if f.Version != 0 || f.Type != typ || f.Flags != fl || f.ID != id || f.Length != length {
+	if !f.is(typ, fl, id, length) {
 		p.t.Fatalf("session sent %v; want %v", f, want)
+	}
+	return f
+}
+
+// expectAny returns the next frame, whatever it is.
+func (p *rawPeer) expectAny() rawFrame {
+	p.t.Helper()
+	f, err := p.next()
+	if err != nil {
+		p.t.Fatalf("waiting for a frame: %v (frames read: %s)", err, p.countsString())
 	}
 	return f
 }
