@@ -11,9 +11,11 @@ package yamux
 // When one passes, move it to hostile_test.go or faultconn_test.go.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -80,5 +82,33 @@ func TestBugBlockedCallsWrapCloseCause(t *testing.T) {
 		time.Sleep(time.Second) // the SYN is stuck behind the opening ping
 		p.sess.Close()
 		checkSessionErr(t, "OpenStream blocked during Close", <-oerr, ErrLocalClose)
+	})
+}
+
+// TestBugSlowReaderManyStreams: Config.ConnectionWriteTimeout promises to end
+// the session only when "a write makes no progress for this long". The send
+// loop instead sets one deadline for a whole batch (up to maxBatchBytes,
+// 1 MiB): 16 streams writing at once fill a 1 MiB batch, which a peer
+// reading 80 KiB/s, steadily, takes 12.8 s to read, and the session dies
+// with ErrConnectionWriteTimeout although every read made progress
+// (sendloop.go writeConn: SetWriteDeadline(now+ConnectionWriteTimeout) once
+// per batch).
+func TestBugSlowReaderManyStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client, server, _, _ := faultPair(t, false, nil, func(c net.Conn) net.Conn {
+			return &faultConn{Conn: c, readMax: 4096, readDelay: 50 * time.Millisecond}
+		})
+		sizes := make([]int, 16)
+		for i := range sizes {
+			sizes[i] = 128 << 10
+		}
+		for i, x := range runTransfers(t, client, server, sizes, false, nil) {
+			if x.werr != nil || x.rerr != io.EOF || !bytes.Equal(x.got, x.data) {
+				t.Errorf("stream %d: write %v, read %d of %d bytes, %v", i, x.werr, len(x.got), len(x.data), x.rerr)
+			}
+		}
+		if err := client.Err(); err != nil {
+			t.Fatalf("client session ended: %v", err)
+		}
 	})
 }
