@@ -25,6 +25,7 @@ var frameHandlers = [numFrameTypes]frameHandler{
 // peer breaks the protocol.
 func (s *Session) recvLoop() {
 	defer s.wg.Done()
+	defer close(s.recvDone)
 	var h header
 	for {
 		err := readHeader(s.rd, &h)

@@ -2,6 +2,7 @@ package yamux
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"time"
@@ -52,7 +53,7 @@ func (s *Session) sendLoop() {
 		}
 		s.gather(b)
 		if err := s.writeBatch(b); err != nil {
-			s.shutdown(err, 0, false)
+			s.writeFailed(err)
 			s.failQueued(err)
 			return
 		}
@@ -144,6 +145,26 @@ func (s *Session) writeConn(vec *net.Buffers) error {
 	return err
 }
 
+// peerCloseGrace is how long a failed write waits for the receive loop to
+// end too. When the peer closed the connection, our write may fail before
+// we read its last frames; the receive loop then reports the better cause
+// (the peer's GoAway code, or its close).
+const peerCloseGrace = 100 * time.Millisecond
+
+// writeFailed ends the session after a write error.
+func (s *Session) writeFailed(err error) {
+	if !errors.Is(err, ErrConnectionWriteTimeout) {
+		t := time.NewTimer(peerCloseGrace)
+		select {
+		case <-s.recvDone:
+		case <-s.doneCh:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	s.shutdown(fmt.Errorf("yamux: connection write: %w", err), 0, false)
+}
+
 // finalFlush writes what was queued before the session ended, then the
 // final GoAway if shutdown asked for one. Errors are ignored: the
 // connection is being closed either way.
@@ -163,8 +184,24 @@ func (s *Session) finalFlush(b *sendBatch) {
 	}
 	if code != nil {
 		b.add(s.frames.get(encodeHeader(typeGoAway, 0, 0, uint32(*code)), nil, false))
-		s.writeBatch(b)
+		if s.writeBatch(b) == nil {
+			s.linger()
+		}
 	}
+}
+
+// linger half-closes the connection after the final GoAway and waits for
+// the peer to close its side, which every yamux implementation does on
+// EOF. Closing at once instead could make the kernel answer the peer's
+// last frames in flight with a TCP RST, and an RST can destroy our GoAway
+// in the peer's receive queue before the peer reads it. The wait is
+// bounded by the close timer that shutdown armed.
+func (s *Session) linger() {
+	cw, ok := s.conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	<-s.recvDone
 }
 
 // failQueued answers every frame still queued with err after the

@@ -71,6 +71,7 @@ type Session struct {
 	doneCh     chan struct{} // closed once by shutdown
 	drainingCh chan struct{} // closed once, when a GoAway is sent or received, or at shutdown
 	sendDone   chan struct{} // closed when the send loop has returned
+	recvDone   chan struct{} // closed when the receive loop has returned
 	idleCh     chan struct{} // 1-buffered: the stream table became empty
 	wg         sync.WaitGroup
 	connOnce   sync.Once
@@ -139,6 +140,7 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 		drainingCh: make(chan struct{}),
 		idleCh:     make(chan struct{}, 1),
 		sendDone:   make(chan struct{}),
+		recvDone:   make(chan struct{}),
 		streams:    make(map[uint32]*Stream),
 		pings:      make(map[uint32]*pendingPing),
 	}
