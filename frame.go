@@ -45,27 +45,32 @@ func readHeader(r io.Reader, h *header) error {
 	return err
 }
 
-// writeAll writes every segment in bufs to w. On a *net.TCPConn (and
-// anything else that implements writev) it uses net.Buffers for a single
-// vectored write; elsewhere it writes segment by segment and loops on short
-// writes, which a plain io.Writer may legally return only with an error but
-// some wrappers return without one.
-func writeAll(w io.Writer, bufs *net.Buffers, vectored bool) error {
+// writeAll writes the segments in bufs to w, consuming what it wrote, and
+// returns the number of bytes written. On a *net.TCPConn (anything that
+// implements writev) it uses net.Buffers for a vectored write; elsewhere it
+// writes segment by segment and loops on short writes, which a plain
+// io.Writer may legally return only with an error but some wrappers return
+// without one.
+func writeAll(w io.Writer, bufs *net.Buffers, vectored bool) (int64, error) {
 	if vectored {
-		_, err := bufs.WriteTo(w)
-		return err
+		return bufs.WriteTo(w)
 	}
-	for _, b := range *bufs {
+	var total int64
+	for len(*bufs) > 0 {
+		b := (*bufs)[0]
 		for len(b) > 0 {
 			n, err := w.Write(b)
+			total += int64(n)
+			b = b[n:]
+			(*bufs)[0] = b
 			if err != nil {
-				return err
+				return total, err
 			}
 			if n == 0 {
-				return io.ErrShortWrite
+				return total, io.ErrShortWrite
 			}
-			b = b[n:]
 		}
+		*bufs = (*bufs)[1:]
 	}
-	return nil
+	return total, nil
 }

@@ -54,9 +54,11 @@ func (s *Session) sendLoop() {
 		s.gather(b)
 		if err := s.writeBatch(b); err != nil {
 			s.writeFailed(err)
+			s.completeBatch(b, err)
 			s.failQueued(err)
 			return
 		}
+		s.completeBatch(b, nil)
 	}
 }
 
@@ -91,7 +93,8 @@ func (b *sendBatch) add(f *outFrame) {
 	b.bytes += headerSize + len(f.body)
 }
 
-// writeBatch writes every gathered frame and reports the outcome to each.
+// writeBatch writes every gathered frame with one write; completeBatch
+// then reports the outcome.
 func (s *Session) writeBatch(b *sendBatch) error {
 	if len(b.frames) == 0 {
 		return nil
@@ -117,6 +120,13 @@ func (s *Session) writeBatch(b *sendBatch) error {
 		s.stats.framesSent.Add(uint64(len(b.frames)))
 		s.stats.bytesSent.Add(uint64(b.bytes))
 	}
+	return err
+}
+
+// completeBatch reports the batch's outcome to each waiting sender and
+// recycles the rest. After a failure the send loop calls it only once the
+// session is shut down, so that a waiter sees the session's cause.
+func (s *Session) completeBatch(b *sendBatch, err error) {
 	for i, f := range b.frames {
 		if f.wait {
 			f.done <- err
@@ -127,22 +137,27 @@ func (s *Session) writeBatch(b *sendBatch) error {
 	}
 	b.frames = b.frames[:0]
 	b.bytes = 0
-	return err
 }
 
-// writeConn writes segments with the connection's write deadline extended
-// by ConnectionWriteTimeout, when the connection has deadlines. A deadline
-// hit becomes ErrConnectionWriteTimeout.
+// writeConn writes segments, extending the connection's write deadline
+// (when it has one) to ConnectionWriteTimeout from now before each attempt.
+// A deadline hit after some progress is retried: the session only ends,
+// with ErrConnectionWriteTimeout, when a whole timeout passes without a
+// byte written.
 func (s *Session) writeConn(vec *net.Buffers) error {
 	dl, hasDeadline := s.conn.(interface{ SetWriteDeadline(time.Time) error })
-	if hasDeadline {
-		dl.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
+	for {
+		if hasDeadline {
+			dl.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
+		}
+		n, err := writeAll(s.conn, vec, s.vectored)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		if n == 0 {
+			return ErrConnectionWriteTimeout
+		}
 	}
-	err := writeAll(s.conn, vec, s.vectored)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		err = ErrConnectionWriteTimeout
-	}
-	return err
 }
 
 // peerCloseGrace is how long a failed write waits for the receive loop to
@@ -177,14 +192,18 @@ func (s *Session) finalFlush(b *sendBatch) {
 		if len(b.frames) == 0 {
 			break
 		}
-		if err := s.writeBatch(b); err != nil {
+		err := s.writeBatch(b)
+		s.completeBatch(b, err)
+		if err != nil {
 			s.failQueued(err)
 			return
 		}
 	}
 	if code != nil {
 		b.add(s.frames.get(encodeHeader(typeGoAway, 0, 0, uint32(*code)), nil, false))
-		if s.writeBatch(b) == nil {
+		err := s.writeBatch(b)
+		s.completeBatch(b, err)
+		if err == nil {
 			s.linger()
 		}
 	}

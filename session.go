@@ -481,6 +481,9 @@ func (s *Session) wait(f *outFrame) error {
 	case err := <-f.done:
 		s.frames.put(f)
 		if err != nil {
+			if cause := s.Err(); cause != nil {
+				return cause
+			}
 			return sessionError(err)
 		}
 		return nil

@@ -179,7 +179,9 @@ func (st *Stream) applyFlagsLocked(fl flags) streamActions {
 func (st *Stream) admitData(n uint32) (drop bool, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.readClosed {
+	if st.readClosed && n > 0 {
+		// An empty Data frame after FIN is tolerated: a repeated FIN, or
+		// an RST carried on Data (rust-yamux does that).
 		return false, fmt.Errorf("%w: data on stream %d after its FIN", ErrProtocol, st.id)
 	}
 	if n > st.recvWindow {
