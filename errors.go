@@ -100,6 +100,7 @@ const (
 	GoAwayInternalError GoAwayCode = 2
 )
 
+// String names the code: "normal", "protocol error", "internal error".
 func (c GoAwayCode) String() string {
 	switch c {
 	case GoAwayNormal:
@@ -120,6 +121,7 @@ type GoAwayError struct {
 	Remote bool
 }
 
+// Error describes the GoAway and who sent it.
 func (e *GoAwayError) Error() string {
 	if e.Remote {
 		return "yamux: remote sent GoAway (" + e.Code.String() + ")"

@@ -19,6 +19,7 @@ const (
 	StateClosed
 )
 
+// String returns "open", "draining" or "closed".
 func (st State) String() string {
 	switch st {
 	case StateOpen:
