@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -34,10 +35,28 @@ func FuzzSession(f *testing.F) {
 		f.Add(true, seed)
 	}
 	f.Fuzz(func(t *testing.T, client bool, data []byte) {
+		defer watchdog(data)()
 		synctest.Test(t, func(t *testing.T) {
 			fuzzSession(t, client, data)
 		})
 	})
+}
+
+// fuzzHangLimit is how long one input may run, in real time. An input
+// runs in milliseconds; one that takes this long is stuck outside what
+// synctest can see (a mutex, a spin), and crashes the worker with every
+// goroutine's stack, so that the fuzzer records it.
+const fuzzHangLimit = 10 * time.Second
+
+// watchdog arms the hang check for one input; call the result when done.
+// It must be armed outside the bubble, so that its timer is real.
+func watchdog(input []byte) (disarm func()) {
+	timer := time.AfterFunc(fuzzHangLimit, func() {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		panic(fmt.Sprintf("input %x hung for %v:\n%s", input, fuzzHangLimit, buf))
+	})
+	return func() { timer.Stop() }
 }
 
 func fuzzSession(t *testing.T, client bool, data []byte) {
@@ -143,6 +162,7 @@ func FuzzFrames(f *testing.F) {
 		if len(script) > 4096 {
 			return // long scripts add time, not coverage
 		}
+		defer watchdog(script)()
 		synctest.Test(t, func(t *testing.T) {
 			fuzzFrames(t, script)
 		})
