@@ -610,6 +610,14 @@ func TestHostileSynFlood(t *testing.T) {
 				if n := p.sess.NumStreams(); n != 0 {
 					t.Errorf("NumStreams = %d after resetting everything; want 0", n)
 				}
+				// Every limit was given back: as many streams as before
+				// fit again.
+				for range c.kept {
+					id := p.newID()
+					p.send(rawCtrl(rawWindowUpdate, rawSYN, id, 0))
+					p.accept(id)
+					p.expect(rawWindowUpdate, rawACK, id, 0)
+				}
 			})
 		})
 	}
@@ -916,6 +924,56 @@ func TestHostileOneByteAtATime(t *testing.T) {
 		}
 		if !bytes.Equal(got, data) {
 			t.Fatalf("peer got %d bytes differing from the %d written", len(got), len(data))
+		}
+	})
+}
+
+// TestHostileLateFramesForForgottenStream: frames still in flight for a
+// stream we reset (data, window updates, FIN, RST) are dropped silently,
+// their payload discarded; the session neither answers nor ends.
+func TestHostileLateFramesForForgottenStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newRawPeer(t, rawPeerOptions{})
+		st := p.openStream()
+		id := st.StreamID()
+		st.Reset()
+		p.expect(rawWindowUpdate, rawRST, id, 0)
+		p.send(
+			rawDataFrame(0, id, make([]byte, 100_000)),
+			rawCtrl(rawWindowUpdate, 0, id, 5000),
+			rawDataFrame(rawFIN, id, []byte("late")),
+			rawCtrl(rawWindowUpdate, rawRST, id, 0),
+		)
+		if before := p.sync(); len(before) != 0 {
+			t.Fatalf("session answered late frames with %v; want nothing", before)
+		}
+		if err := p.sess.Err(); err != nil {
+			t.Fatalf("session ended: %v", err)
+		}
+	})
+}
+
+// TestHostileSynBelowLastID: a SYN for a lower ID of the peer's parity that
+// is not live is accepted as a new stream (spec.md §3.2: SYNs may overtake
+// each other).
+func TestHostileSynBelowLastID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newRawPeer(t, rawPeerOptions{})
+		p.send(rawDataFrame(rawSYN, 5, []byte("five")))
+		p.send(rawDataFrame(rawSYN|rawFIN, 3, []byte("three")))
+		for _, want := range []struct {
+			id   uint32
+			data string
+		}{{5, "five"}, {3, "three"}} {
+			st := p.accept(want.id)
+			p.expect(rawWindowUpdate, rawACK, want.id, 0)
+			buf := make([]byte, 16)
+			if n, err := st.Read(buf); err != nil || string(buf[:n]) != want.data {
+				t.Fatalf("stream %d: Read = %q, %v; want %q", want.id, buf[:n], err, want.data)
+			}
+		}
+		if err := p.sess.Err(); err != nil {
+			t.Fatalf("session ended: %v", err)
 		}
 	})
 }
