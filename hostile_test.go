@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -974,6 +976,57 @@ func TestHostileSynBelowLastID(t *testing.T) {
 		}
 		if err := p.sess.Err(); err != nil {
 			t.Fatalf("session ended: %v", err)
+		}
+	})
+}
+
+// TestHostileMutualRefusalFlood: two sessions that each open streams as
+// fast as 400 goroutines can while the other refuses all but one
+// (MaxIncomingStreams 1, never accepted). Both receive loops then queue RSTs
+// while both send loops write to an unbuffered pipe: neither may end up
+// waiting for the other (which would surface as ErrConnectionWriteTimeout).
+func TestHostileMutualRefusalFlood(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := hostileConfig()
+		cfg.MaxIncomingStreams = 1
+		c1, c2 := net.Pipe()
+		a, err := Client(c1, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		b, err := Server(c2, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		const want = 20_000
+		var refused atomic.Int64
+		var wg sync.WaitGroup
+		for _, s := range []*Session{a, b} {
+			for range 400 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for refused.Load() < want && !s.IsClosed() {
+						st, err := s.OpenStream(context.Background())
+						if err != nil {
+							return
+						}
+						if _, err := st.Read(make([]byte, 1)); errors.Is(err, ErrStreamReset) {
+							refused.Add(1)
+						}
+						st.Close()
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		if a.Err() != nil || b.Err() != nil {
+			t.Fatalf("after %d refusals: client %v; server %v", refused.Load(), a.Err(), b.Err())
+		}
+		if got := a.Stats().StreamsRefused + b.Stats().StreamsRefused; got < want {
+			t.Errorf("StreamsRefused adds up to %d; want at least %d", got, want)
 		}
 	})
 }
