@@ -2,14 +2,15 @@ module github.com/d5da5f0f/yamux/bench
 
 go 1.25.0
 
-require github.com/d5da5f0f/yamux v0.0.0
-
 require (
-	github.com/hashicorp/go-msgpack/v2 v2.1.5 // indirect
-	github.com/hashicorp/yamux v0.1.2 // indirect
-	github.com/libp2p/go-buffer-pool v0.0.2 // indirect
-	github.com/libp2p/go-yamux/v5 v5.1.0 // indirect
-	github.com/xtaci/smux v1.5.56 // indirect
+	github.com/d5da5f0f/yamux v0.0.0
+	github.com/hashicorp/go-msgpack/v2 v2.1.5
+	github.com/hashicorp/yamux v0.1.2
+	github.com/libp2p/go-yamux/v5 v5.1.0
+	github.com/xtaci/smux v1.5.56
+	go.uber.org/goleak v1.3.0
 )
+
+require github.com/libp2p/go-buffer-pool v0.0.2 // indirect
 
 replace github.com/d5da5f0f/yamux => ../

@@ -1,0 +1,138 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+)
+
+// TestScenariosSmoke runs every scenario once for every implementation with
+// tiny sizes, so that `go test -race` proves the benchmarks work. Each
+// implementation runs in parallel with the others.
+func TestScenariosSmoke(t *testing.T) {
+	old := stallLimit
+	stallLimit = 20 * time.Second // a hang fails in seconds, not minutes
+	t.Cleanup(func() { stallLimit = old })
+
+	for _, im := range impls() {
+		t.Run("impl="+im.name(), func(t *testing.T) {
+			t.Parallel()
+			smokeImpl(t, im)
+		})
+	}
+}
+
+func smokeImpl(t *testing.T, im impl) {
+	_, isTCP := im.(rawTCP)
+	check := func(name string, err error) bool {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			return false
+		}
+		return true
+	}
+
+	t.Run("bulk", func(t *testing.T) {
+		for _, c := range []struct {
+			size   int
+			volume int64
+		}{{32 << 10, 1 << 20}, {1 << 20, 2 << 20}} {
+			g, err := newBulkRig(im, c.size, c.volume)
+			if !check(fmt.Sprintf("bulk size=%d", c.size), err) {
+				continue
+			}
+			for range 2 {
+				check("bulk op", g.op())
+			}
+			check("bulk close", g.close())
+		}
+	})
+
+	t.Run("streams", func(t *testing.T) {
+		for _, n := range []int{8, 64} {
+			g, err := newStreamsRig(im, n, 16<<10, 64<<10, 1)
+			if !check("streams", err) {
+				continue
+			}
+			if check("streams op", g.op()) {
+				if f := g.fair[0]; !(f >= 1) || math.IsInf(f, 0) {
+					t.Errorf("streams=%d: p90/p10 = %v, want a finite ratio >= 1", n, f)
+				}
+			}
+			check("streams close", g.close())
+		}
+	})
+
+	t.Run("rpc", func(t *testing.T) {
+		protos := map[string]func() (rpcProto, error){
+			"raw":     func() (rpcProto, error) { return newRawRPC(), nil },
+			"msgpack": func() (rpcProto, error) { return newMsgpackRPC() },
+		}
+		for name, proto := range protos {
+			for _, conc := range []int{1, 8} {
+				p, err := proto()
+				if !check(name, err) {
+					continue
+				}
+				g, err := newRPCRig(im, p, conc)
+				if !check(name, err) {
+					continue
+				}
+				const calls = 24
+				for range calls {
+					check(name+" op", g.op())
+				}
+				if check(name+" finish", g.finish()) {
+					if lat := g.latencies(); len(lat) != calls || lat[0] <= 0 {
+						t.Errorf("%s conc=%d: %d latencies (first %v), want %d positive", name, conc, len(lat), lat[0], calls)
+					}
+				}
+				check(name+" close", g.close())
+			}
+		}
+	})
+
+	t.Run("pingpong", func(t *testing.T) {
+		g, err := newPingPongRig(im, 64)
+		if !check("pingpong", err) {
+			return
+		}
+		for range 20 {
+			check("pingpong op", g.op())
+		}
+		check("pingpong close", g.close())
+	})
+
+	t.Run("idle", func(t *testing.T) {
+		if isTCP {
+			return // not a scenario for raw TCP (see idleRig)
+		}
+		for _, traffic := range []bool{false, true} {
+			g := newIdleRig(im, 100, traffic)
+			if check("idle op", g.op()) && (math.IsNaN(g.bytes[0]) || math.IsNaN(g.gs[0])) {
+				t.Errorf("idle traffic=%v: %v B/stream, %v goroutines/stream", traffic, g.bytes[0], g.gs[0])
+			}
+		}
+	})
+
+	t.Run("writeread", func(t *testing.T) {
+		g, err := newWriteReadRig(im, 32<<10)
+		if !check("writeread", err) {
+			return
+		}
+		for range 10 {
+			check("writeread op", g.op())
+		}
+		check("writeread close", g.close())
+	})
+
+	t.Run("lfn", func(t *testing.T) {
+		link := linkConfig{delay: 2 * time.Millisecond, rate: 50e6, buffer: 2 * time.Millisecond}
+		g := newLFNRig(im, link, 200*time.Millisecond)
+		if check("lfn op", g.op()) && !(g.mbps[0] > 0) {
+			t.Errorf("lfn: %v MB/s, want > 0", g.mbps[0])
+		}
+	})
+}
