@@ -12,32 +12,25 @@ import (
 
 // TestEveryExportedErrorIsReturned: an exported sentinel that no code path
 // returns is a promise the package does not keep. Each Err* variable
-// declared in errors.go must be used in some non-test file other than its
-// own declaration.
+// in a non-test file must be used in some non-test file other than its own
+// declaration.
 func TestEveryExportedErrorIsReturned(t *testing.T) {
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "errors.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	files, _ := filepath.Glob("*.go")
 	var names []string
-	for _, d := range f.Decls {
-		gd, ok := d.(*ast.GenDecl)
-		if !ok || gd.Tok != token.VAR {
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
 			continue
 		}
-		for _, spec := range gd.Specs {
-			for _, n := range spec.(*ast.ValueSpec).Names {
-				if n.IsExported() && strings.HasPrefix(n.Name, "Err") {
-					names = append(names, n.Name)
-				}
-			}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
+		names = append(names, exportedErrors(f)...)
 	}
-	if len(names) < 10 {
-		t.Fatalf("found only %d sentinels in errors.go: %v", len(names), names)
+	if len(names) < 15 {
+		t.Fatalf("found only %d sentinels: %v", len(names), names)
 	}
-	files, _ := filepath.Glob("*.go")
 	uses := map[string]int{}
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
@@ -63,4 +56,23 @@ func TestEveryExportedErrorIsReturned(t *testing.T) {
 			t.Errorf("%s is declared but never used outside its declaration", n)
 		}
 	}
+}
+
+// exportedErrors lists the exported Err* variables declared in f.
+func exportedErrors(f *ast.File) []string {
+	var names []string
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.VAR {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			for _, n := range spec.(*ast.ValueSpec).Names {
+				if n.IsExported() && strings.HasPrefix(n.Name, "Err") {
+					names = append(names, n.Name)
+				}
+			}
+		}
+	}
+	return names
 }

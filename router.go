@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// This file is the optional named-streams layer described in router.md: a
+// This file is the optional named-streams layer described in spec.md §9: a
 // preface on each stream, written by the opener ([Session.OpenNamed]) and
 // read by the acceptor ([Router]). It runs entirely inside stream payloads;
 // the yamux framing is unchanged.
@@ -28,13 +28,13 @@ var (
 
 	// ErrBadStreamPreface is returned by [Session.OpenNamed] and
 	// [Pool.OpenNamed] when the peer answered the name preface with
-	// something other than a status byte defined in router.md: a status
+	// something other than a status byte defined in spec.md §9: a status
 	// it calls malformed, an undefined status, or the end of the stream.
 	// The stream has been reset.
 	ErrBadStreamPreface = errors.New("yamux: bad stream name preface")
 )
 
-// Preface status bytes (router.md).
+// Preface status bytes (spec.md §9).
 const (
 	prefaceOK        byte = 0 // the acceptor runs the named handler
 	prefaceUnknown   byte = 1 // no handler has that name: FIN, then RST
@@ -51,7 +51,7 @@ var _ StreamHandler = (*Router)(nil)
 
 // Router is a [StreamHandler] that dispatches each stream to the handler
 // registered under the name the opener wrote in the stream's preface
-// (router.md): [Session.OpenNamed] or [Pool.OpenNamed] on the other end. A
+// (spec.md §9): [Session.OpenNamed] or [Pool.OpenNamed] on the other end. A
 // stream whose name has no handler is answered with the "unknown" status
 // and reset, so the opener's OpenNamed fails with [ErrUnknownStreamName].
 // A stream whose preface does not arrive within PrefaceTimeout is reset,
@@ -165,7 +165,7 @@ func checkStreamName(name string) error {
 
 // OpenNamed opens a stream for the handler registered under name in the
 // peer's [Router]: it opens the stream, writes the name preface and waits
-// for the peer's one-byte answer (one round trip, router.md), so that an
+// for the peer's one-byte answer (one round trip, spec.md §9), so that an
 // unknown name fails here rather than on a later Read. The returned stream
 // carries the handler's protocol from then on. It blocks until the answer
 // arrives or ctx ends, and returns [ErrInvalidStreamName] (no stream is

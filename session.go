@@ -479,19 +479,31 @@ func (s *Session) enqueue(ch chan *outFrame, hdr header, body []byte) (*outFrame
 func (s *Session) wait(f *outFrame) error {
 	select {
 	case err := <-f.done:
-		s.frames.put(f)
-		if err != nil {
-			if cause := s.Err(); cause != nil {
-				return cause
-			}
-			return sessionError(err)
-		}
-		return nil
+		return s.frameResult(f, err)
 	case <-s.sendDone:
-		// The send loop is gone and will not touch f again; f may still
-		// hold a result, so it is left to the garbage collector.
+		// The send loop is gone and will not touch f again. It may have
+		// written f just before it exited: both cases were ready and
+		// select chose this one, so look at f's result first.
+		select {
+		case err := <-f.done:
+			return s.frameResult(f, err)
+		default:
+		}
 		return s.Err()
 	}
+}
+
+// frameResult recycles a written frame and turns the send loop's result
+// into what the waiting caller returns.
+func (s *Session) frameResult(f *outFrame, err error) error {
+	s.frames.put(f)
+	if err == nil {
+		return nil
+	}
+	if cause := s.Err(); cause != nil {
+		return cause
+	}
+	return sessionError(err)
 }
 
 // sendCtrl queues a control frame without waiting for it to be written.
