@@ -153,6 +153,7 @@ func (st *Stream) applyFlagsLocked(fl flags) streamActions {
 	if fl&flagACK != 0 && st.opened && !st.acked {
 		st.acked = true
 		stopTimer(st.openTimer)
+		st.openTimer = nil // an idle stream keeps no timer
 		if st.synToken {
 			st.synToken = false
 			a.releaseSyn = true
