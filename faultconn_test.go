@@ -223,15 +223,10 @@ func runTransfers(t *testing.T, a, b *Session, sizes []int, both bool, onRead fu
 	return xs
 }
 
-// faultTransports runs f over net.Pipe in a bubble and over TCP.
-func faultTransports(t *testing.T, f func(t *testing.T, tcp bool)) {
-	forEachRawTransport(t, f)
-}
-
 // TestFaultOneByteReads: both ends read the connection one byte per Read.
 // Everything arrives whole, window updates included.
 func TestFaultOneByteReads(t *testing.T) {
-	faultTransports(t, func(t *testing.T, tcp bool) {
+	forEachRawTransport(t, func(t *testing.T, tcp bool) {
 		wrap := func(c net.Conn) net.Conn { return &faultConn{Conn: c, readMax: 1} }
 		client, server, _, _ := faultPair(t, tcp, wrap, wrap)
 		// Beyond half a window, so that window updates are needed.
@@ -247,7 +242,7 @@ func TestFaultOneByteReads(t *testing.T) {
 // TestFaultShortWrites: the connection's Write writes 1..7 bytes and
 // returns n < len(p) with a nil error. The session writes the rest.
 func TestFaultShortWrites(t *testing.T) {
-	faultTransports(t, func(t *testing.T, tcp bool) {
+	forEachRawTransport(t, func(t *testing.T, tcp bool) {
 		wrap := func(c net.Conn) net.Conn { return &faultConn{Conn: c, writeMax: 7} }
 		client, server, _, _ := faultPair(t, tcp, wrap, wrap)
 		xs := runTransfers(t, client, server, []int{100_000, 1, 5000}, true, nil)
@@ -286,7 +281,7 @@ func TestFaultZeroWrite(t *testing.T) {
 func TestFaultWriteErrorAfterN(t *testing.T) {
 	for _, n := range []int64{100, 70_001, 300_007} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			faultTransports(t, func(t *testing.T, tcp bool) {
+			forEachRawTransport(t, func(t *testing.T, tcp bool) {
 				client, server, _, _ := faultPair(t, tcp, func(c net.Conn) net.Conn {
 					return &faultConn{Conn: c, failAfter: n}
 				}, nil)
@@ -319,7 +314,7 @@ func TestFaultWriteErrorAfterN(t *testing.T) {
 // returns with an error, no reader sees a false io.EOF, and over net.Pipe
 // every byte a Write reported arrived.
 func TestFaultConnClosedMidTransfer(t *testing.T) {
-	faultTransports(t, func(t *testing.T, tcp bool) {
+	forEachRawTransport(t, func(t *testing.T, tcp bool) {
 		client, server, cc, _ := faultPair(t, tcp, nil, nil)
 		var received atomic.Int64
 		var once sync.Once
@@ -404,6 +399,31 @@ func TestFaultSlowStreamReader(t *testing.T) {
 		}
 		if maxBuffered > rawInitialWindow {
 			t.Errorf("receiver buffered up to %d bytes; the window never grows for a slow reader", maxBuffered)
+		}
+	})
+}
+
+// TestFaultSlowReaderManyStreams: Config.ConnectionWriteTimeout ends the
+// session only when "a write makes no progress for this long". 16 streams
+// writing at once fill 1 MiB batches, which a peer reading a steady 80 KiB/s
+// takes 12.8 s to read: longer than the timeout, but always progressing, so
+// the session must survive (a deadline per batch would kill it).
+func TestFaultSlowReaderManyStreams(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client, server, _, _ := faultPair(t, false, nil, func(c net.Conn) net.Conn {
+			return &faultConn{Conn: c, readMax: 4096, readDelay: 50 * time.Millisecond}
+		})
+		sizes := make([]int, 16)
+		for i := range sizes {
+			sizes[i] = 128 << 10
+		}
+		for i, x := range runTransfers(t, client, server, sizes, false, nil) {
+			if x.werr != nil || x.rerr != io.EOF || !bytes.Equal(x.got, x.data) {
+				t.Errorf("stream %d: write %v, read %d of %d bytes, %v", i, x.werr, len(x.got), len(x.data), x.rerr)
+			}
+		}
+		if err := client.Err(); err != nil {
+			t.Fatalf("client session ended: %v", err)
 		}
 	})
 }

@@ -171,18 +171,18 @@ func FuzzFrames(f *testing.F) {
 
 // Script operations: one byte each (mod fopCount), then its operands.
 const (
-	fopOpen      = iota // [kind]: open a stream from the peer; kind&1: with data
-	fopData             // [stream, size]: data on a known stream
-	fopFin              // [stream, kind]: FIN on a WindowUpdate or a Data frame
-	fopRst              // [stream, kind]: RST
-	fopWindow           // [stream, hi, lo]: window update of (hi<<8|lo)*16
-	fopPing             // [x]: ping request
-	fopPingAck          // [x]: a ping answer nobody asked for
-	fopAck              // [stream, hi]: ACK a stream the session opened, with a delta
-	fopGoAway           // [code]
-	fopRaw              // [12 bytes]: any header, then (for Data) up to 64 bytes
-	fopUserOpen         // the application opens a stream
-	fopWait             // [t]: let the session catch up; t>0: t*10s of fake time pass
+	fopOpen     = iota // [kind]: open a stream from the peer; kind&1: with data
+	fopData            // [stream, size]: data on a known stream
+	fopFin             // [stream, kind]: FIN on a WindowUpdate or a Data frame
+	fopRst             // [stream, kind]: RST
+	fopWindow          // [stream, hi, lo]: window update of (hi<<8|lo)*16
+	fopPing            // [x]: ping request
+	fopPingAck         // [x]: a ping answer nobody asked for
+	fopAck             // [stream, hi]: ACK a stream the session opened, with a delta
+	fopGoAway          // [code]
+	fopRaw             // [12 bytes]: any header, then (for Data) up to 64 bytes
+	fopUserOpen        // the application opens a stream
+	fopWait            // [t]: let the session catch up; t>0: t*10s of fake time pass
 	fopCount
 )
 

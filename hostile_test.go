@@ -182,8 +182,10 @@ var violations = []violation{
 		liveData: []byte("hello"),
 	},
 	{
-		name:     "window_update_overflow",
-		bad:      func(p *rawPeer, l uint32) []byte { return rawCtrl(rawWindowUpdate, 0, l, math.MaxUint32-rawInitialWindow+1) },
+		name: "window_update_overflow",
+		bad: func(p *rawPeer, l uint32) []byte {
+			return rawCtrl(rawWindowUpdate, 0, l, math.MaxUint32-rawInitialWindow+1)
+		},
 		want:     ErrProtocol,
 		liveData: []byte("hello"),
 	},
@@ -585,6 +587,7 @@ func TestHostileSynFlood(t *testing.T) {
 				}
 				refused := pingFloodCount - c.kept
 				p.waitCount(rawWindowUpdate, rawRST, refused)
+				synctest.Wait() // RSTs go out before the refused streams are forgotten
 				if grew := int64(heapInUse()) - int64(heap0); grew > 16<<20 {
 					t.Errorf("heap grew by %d bytes during the SYN flood; want < 16 MiB", grew)
 				}
@@ -609,6 +612,7 @@ func TestHostileSynFlood(t *testing.T) {
 				if before := p.sync(); len(before) != 0 {
 					t.Fatalf("session sent %v; want nothing more", before)
 				}
+				synctest.Wait() // the barrier stream's reset has been applied
 				if n := p.sess.NumStreams(); n != 0 {
 					t.Errorf("NumStreams = %d after resetting everything; want 0", n)
 				}
@@ -675,6 +679,7 @@ func TestHostileRstFlood(t *testing.T) {
 			// The first AcceptBacklog streams wait, dead, in the backlog;
 			// the backlog then being full, the rest are refused.
 			p.waitCount(rawWindowUpdate, rawRST, n-defaultAcceptBacklog)
+			synctest.Wait() // RSTs go out before the refused streams are forgotten
 			if grew := int64(heapInUse()) - int64(heap0); grew > 8<<20 {
 				t.Errorf("heap grew by %d bytes; want < 8 MiB", grew)
 			}
@@ -861,7 +866,9 @@ func TestHostileSlowloris(t *testing.T) {
 			if d := time.Since(start); d > closeFlushLimit {
 				t.Errorf("Close took %v; want at most %v", d, closeFlushLimit)
 			}
-			checkSessionErr(t, "OpenStream", <-oerr)
+			// The blocked call reports the session's cause (the doc of
+			// ErrSessionShutdown), not its frame's failed write.
+			checkSessionErr(t, "OpenStream", <-oerr, ErrLocalClose)
 			checkSessionErr(t, "Session.Err", p.sess.Err(), ErrLocalClose)
 		})
 	})
@@ -1027,6 +1034,49 @@ func TestHostileMutualRefusalFlood(t *testing.T) {
 		}
 		if got := a.Stats().StreamsRefused + b.Stats().StreamsRefused; got < want {
 			t.Errorf("StreamsRefused adds up to %d; want at least %d", got, want)
+		}
+	})
+}
+
+// TestHostileSecondFinIgnored: spec.md §3.3 and §8: "A second FIN (with no
+// data) is ignored: some peers send one", whether the first came on a Data
+// or a WindowUpdate frame.
+func TestHostileSecondFinIgnored(t *testing.T) {
+	for _, first := range []uint8{rawData, rawWindowUpdate} {
+		synctest.Test(t, func(t *testing.T) {
+			p := newRawPeer(t, rawPeerOptions{})
+			st := p.openStream()
+			p.send(rawCtrl(first, rawFIN, st.StreamID(), 0))
+			p.send(rawDataFrame(rawFIN, st.StreamID(), nil))
+			if before := p.sync(); len(before) != 0 || p.sess.Err() != nil {
+				t.Fatalf("second FIN (first on type %d): session sent %v, Err = %v; want nothing, nil", first, before, p.sess.Err())
+			}
+			if _, err := st.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("Read = %v; want io.EOF", err)
+			}
+		})
+	}
+}
+
+// TestHostileRstOnEmptyDataAfterFin: RST carried by an empty Data frame after the
+// peer's FIN (rust-yamux sends RST on Data frames) must reset the stream
+// (spec.md §3.4), as the same RST on a WindowUpdate does, not end the
+// session as data after FIN.
+func TestHostileRstOnEmptyDataAfterFin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newRawPeer(t, rawPeerOptions{})
+		st := p.openStream()
+		p.send(rawDataFrame(rawFIN, st.StreamID(), []byte("all")))
+		p.send(rawDataFrame(rawRST, st.StreamID(), nil))
+		if before := p.sync(); len(before) != 0 || p.sess.Err() != nil {
+			t.Fatalf("session sent %v, Err = %v; want nothing, nil", before, p.sess.Err())
+		}
+		if _, err := st.Write([]byte("x")); !errors.Is(err, ErrStreamReset) {
+			t.Fatalf("Write after RST = %v; want ErrStreamReset", err)
+		}
+		// The peer's direction was complete before the RST: it stays readable.
+		if got, err := readToError(st); string(got) != "all" || err != io.EOF {
+			t.Fatalf("read %q, %v; want \"all\", io.EOF", got, err)
 		}
 	})
 }
