@@ -12,8 +12,9 @@ type State int
 const (
 	// StateOpen: streams may be opened in both directions.
 	StateOpen State = iota
-	// StateDraining: a GoAway was sent or received. No new streams either
-	// way; open ones continue until they finish.
+	// StateDraining: a GoAway was sent or received. We open no new
+	// streams; after our own GoAway we also refuse the peer's. Open
+	// streams continue until they finish.
 	StateDraining
 	// StateClosed: the session has ended; see [Session.Err].
 	StateClosed

@@ -58,18 +58,18 @@ func (s *Session) startPing() (*pendingPing, error) {
 // RTT returns the last measured ping round trip, or 0 before the first.
 func (s *Session) RTT() time.Duration { return time.Duration(s.rtt.Load()) }
 
-// handlePing answers a ping or completes one of ours. Replies go through a
-// single slot (pingAck): if the peer sends pings faster than we can write
-// replies, only the newest unanswered ping is answered and the older ones
-// are dropped, so a ping flood cannot make us buffer replies (spec.md §5).
+// handlePing answers a ping or completes one of ours. Answers wait in a
+// queue of maxPendingPingAcks; when a peer sends pings faster than we can
+// write answers and the queue is full, further pings go unanswered instead
+// of being buffered (spec.md §5).
 func (s *Session) handlePing(h header) error {
 	fl, opaque := h.flags(), h.length()
 	switch {
 	case fl&flagSYN != 0:
-		s.pingAck.Store(1<<32 | uint64(opaque))
 		select {
-		case s.pingWake <- struct{}{}:
+		case s.pingAcks <- opaque:
 		default:
+			s.stats.pingsDropped.Add(1)
 		}
 	case fl&flagACK != 0:
 		s.mu.Lock()

@@ -109,7 +109,13 @@ func (s *Session) handleStreamFrame(h header) error {
 		return nil
 	}
 	if h.typ() == typeWindowUpdate {
-		return st.addSendWindow(h.length(), fl)
+		delta := h.length()
+		if fl&flagRST != 0 {
+			// libp2p/go-yamux puts an error code in the length of its RST
+			// (ResetWithError); it is no window credit.
+			delta = 0
+		}
+		return st.addSendWindow(delta, fl)
 	}
 	return s.readData(st, h.length(), fl)
 }

@@ -46,7 +46,8 @@ func (s *Session) sendLoop() {
 			b.add(f)
 		case f := <-s.dataCh:
 			b.add(f)
-		case <-s.pingWake:
+		case opaque := <-s.pingAcks:
+			b.add(s.pingAckFrame(opaque))
 		case <-s.doneCh:
 			s.finalFlush(b)
 			return
@@ -62,9 +63,12 @@ func (s *Session) sendLoop() {
 	}
 }
 
-// gather adds whatever else is queued, control frames first, within the
-// batch limits, plus a pending ping reply.
+// gather adds whatever else is queued, within the batch limits: a few ping
+// answers first (round trips must not wait behind bulk data), then control
+// frames before data, then more ping answers if there is room. A ping
+// flood can take at most a quarter of a batch from the other frames.
 func (s *Session) gather(b *sendBatch) {
+	s.gatherPings(b, maxBatchFrames/4)
 	for len(b.frames) < maxBatchFrames {
 		select {
 		case f := <-s.ctrlCh:
@@ -83,9 +87,24 @@ func (s *Session) gather(b *sendBatch) {
 		}
 		break
 	}
-	if v := s.pingAck.Swap(0); v != 0 {
-		b.add(s.frames.get(encodeHeader(typePing, flagACK, 0, uint32(v)), nil, false))
+	s.gatherPings(b, maxBatchFrames)
+}
+
+// gatherPings adds queued ping answers while the batch has fewer than
+// limit frames.
+func (s *Session) gatherPings(b *sendBatch, limit int) {
+	for len(b.frames) < limit {
+		select {
+		case opaque := <-s.pingAcks:
+			b.add(s.pingAckFrame(opaque))
+		default:
+			return
+		}
 	}
+}
+
+func (s *Session) pingAckFrame(opaque uint32) *outFrame {
+	return s.frames.get(encodeHeader(typePing, flagACK, 0, opaque), nil, false)
 }
 
 func (b *sendBatch) add(f *outFrame) {

@@ -46,7 +46,7 @@ import (
 //     every channel;
 //   - owned by the receive loop, no lock: rd and scratch;
 //   - owned by the send loop, no lock: the write batch state in sendLoop;
-//   - atomics: closed, rtt, pingAck (standalone facts);
+//   - atomics: closed, rtt, budget, stats (standalone facts);
 //   - guarded by mu: everything below it.
 type Session struct {
 	conn     io.ReadWriteCloser
@@ -60,8 +60,7 @@ type Session struct {
 
 	ctrlCh   chan *outFrame // any goroutine -> send loop; written before data
 	dataCh   chan *outFrame // any goroutine -> send loop; data and FIN, FIFO
-	pingAck  atomic.Uint64  // receive loop -> send loop: 1<<32|opaque of the ping to answer
-	pingWake chan struct{}  // 1-buffered: pingAck was set
+	pingAcks chan uint32    // receive loop -> send loop: opaque values of pings to answer; full: dropped
 	acceptCh chan *Stream   // receive loop -> AcceptStream; cap AcceptBacklog
 	synSem   chan struct{}  // one token per stream we opened that awaits its ACK
 	frames   framePool
@@ -133,7 +132,7 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 		rd:         bufio.NewReaderSize(conn, readBufferSize),
 		ctrlCh:     make(chan *outFrame, ctrlQueueLen),
 		dataCh:     make(chan *outFrame, dataQueueLen),
-		pingWake:   make(chan struct{}, 1),
+		pingAcks:   make(chan uint32, maxPendingPingAcks),
 		acceptCh:   make(chan *Stream, cfg.AcceptBacklog),
 		synSem:     make(chan struct{}, cfg.AcceptBacklog),
 		doneCh:     make(chan struct{}),
@@ -172,8 +171,13 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 
 const (
 	readBufferSize = 16 << 10
-	ctrlQueueLen   = 256
-	dataQueueLen   = 64
+
+	// maxPendingPingAcks bounds the ping answers waiting to be written.
+	// Enough for every keepalive and Ping a sane peer has in flight at
+	// once; a flood beyond it is dropped, not buffered.
+	maxPendingPingAcks = 64
+	ctrlQueueLen       = 256
+	dataQueueLen       = 64
 )
 
 // IsClient reports whether this is the client end (odd stream IDs).

@@ -17,6 +17,7 @@ type sessionCounters struct {
 	streamsAccepted atomic.Uint64
 	streamsReset    atomic.Uint64
 	streamsRefused  atomic.Uint64 // SYNs answered with RST by the limits
+	pingsDropped    atomic.Uint64 // pings left unanswered: the answer queue was full
 	lastFrame       atomic.Int64  // UnixNano of the last frame received
 }
 
@@ -29,6 +30,7 @@ type SessionStats struct {
 	StreamsAccepted            uint64 // returned by AcceptStream
 	StreamsReset               uint64 // reset by either end, or by a timeout
 	StreamsRefused             uint64 // peer's SYNs refused with RST by a limit or GoAway
+	PingsDropped               uint64 // peer's pings left unanswered in a flood (spec.md §5)
 	ActiveStreams              int    // streams tracked now (NumStreams)
 	LastRTT                    time.Duration
 	LastFrameReceived          time.Time // zero before the first frame
@@ -48,6 +50,7 @@ func (s *Session) Stats() SessionStats {
 		StreamsAccepted: c.streamsAccepted.Load(),
 		StreamsReset:    c.streamsReset.Load(),
 		StreamsRefused:  c.streamsRefused.Load(),
+		PingsDropped:    c.pingsDropped.Load(),
 		ActiveStreams:   s.NumStreams(),
 		LastRTT:         s.RTT(),
 		State:           s.State(),

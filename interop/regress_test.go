@@ -1,12 +1,6 @@
-//go:build interopbugs
-
-// The tests in this file fail against the library as it is now: each one
-// shows a bug that was reported to the library's owners, and is kept out of
-// the default run so that CI stays green. Run them with
-//
-//	go test -race -tags interopbugs -run Bug ./interop/...
-//
-// and move a test into interop_test.go once its bug is fixed.
+// Regressions: each test here once failed against the library and shows
+// an interop bug that is now fixed (concurrent pings from hashicorp/yamux
+// lost their answers; libp2p's RST error code was read as window credit).
 
 package interop
 
