@@ -70,3 +70,44 @@ func itoa(n int) string {
 	}
 	return string(b)
 }
+
+// BenchmarkPingPong64 measures 64-byte round trips on one stream against
+// the bare TCP connection.
+func BenchmarkPingPong64(b *testing.B) {
+	run := func(b *testing.B, a, c net.Conn) {
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				if _, err := io.ReadFull(c, buf); err != nil {
+					return
+				}
+				if _, err := c.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 64)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := a.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(a, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		a.Close()
+		c.Close()
+	}
+	b.Run("impl=yamux", func(b *testing.B) {
+		client, server := sessionPair(b, transports[1], nil, nil)
+		a, c := streamPair(b, client, server)
+		run(b, a, c)
+	})
+	b.Run("impl=tcp", func(b *testing.B) {
+		c1, c2 := tcpPair(b)
+		run(b, c1, c2)
+	})
+}
