@@ -247,6 +247,11 @@ func (s *Session) newOutgoingStream() (*Stream, error) {
 // session ends. It sends the stream's ACK before returning it. It returns
 // ctx.Err() or an error wrapping [ErrSessionShutdown].
 func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
+	select {
+	case <-s.doneCh: // an ended session accepts nothing, backlog or not
+		return nil, s.Err()
+	default:
+	}
 	var st *Stream
 	select {
 	case st = <-s.acceptCh:
@@ -254,6 +259,9 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 		return nil, ctx.Err()
 	case <-s.doneCh:
 		return nil, s.Err()
+	}
+	if s.closed.Load() {
+		return nil, s.Err() // both were ready; the session's end wins
 	}
 	s.stats.streamsAccepted.Add(1)
 	if !st.needsAck() {
