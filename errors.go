@@ -15,7 +15,7 @@ var (
 	// session that has ended, and on its streams. It wraps [net.ErrClosed]
 	// so that servers looping on [Session.Accept] stop the usual way. The
 	// error returned alongside it also wraps the cause (see [Session.Err]).
-	ErrSessionShutdown = fmt.Errorf("yamux: session shutdown: %w", net.ErrClosed)
+	ErrSessionShutdown error = shutdownError{}
 
 	// ErrLocalClose is the cause ([Session.Err]) of a session ended by
 	// [Session.Close] or [Session.Shutdown].
@@ -80,6 +80,13 @@ var (
 	// Timeout method reports true, and it wraps [os.ErrDeadlineExceeded].
 	ErrTimeout error = timeoutError{}
 )
+
+// shutdownError is ErrSessionShutdown: it is net.ErrClosed for errors.Is
+// without repeating net.ErrClosed's text before the real cause.
+type shutdownError struct{}
+
+func (shutdownError) Error() string { return "yamux: session shutdown" }
+func (shutdownError) Unwrap() error { return net.ErrClosed }
 
 type timeoutError struct{}
 

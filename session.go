@@ -113,7 +113,9 @@ func Server(conn io.ReadWriteCloser, cfg *Config) (*Session, error) {
 // stream IDs and the client side of the protocol). A nil cfg means
 // [DefaultConfig]; cfg is copied. It does not block and does no I/O itself:
 // the session's goroutines start here and run until [Session.Close] or
-// until the connection fails.
+// until the connection fails. From then on the session owns conn and
+// closes it; if NewSession returns an error, conn is untouched and the
+// caller must close it.
 func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
@@ -276,6 +278,23 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	}
 	return st, nil
 }
+
+// DialContext opens a stream as a net.Conn, ignoring network and address:
+// the session is the connection. Its signature fits
+// http.Transport.DialContext and gRPC's dialer. It returns a nil interface
+// (never a nil *Stream) with an error.
+func (s *Session) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	st, err := s.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Conn returns the connection the session runs over, for what the session
+// does not expose (its type, a TLS state beyond [Session.ConnectionState]).
+// Reading or writing it breaks the session.
+func (s *Session) Conn() io.ReadWriteCloser { return s.conn }
 
 // Open is OpenStream without a context, returning a net.Conn.
 func (s *Session) Open() (net.Conn, error) {

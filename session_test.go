@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -385,4 +386,37 @@ func TestCloseUnblocksEverything(t *testing.T) {
 			t.Fatalf("OpenStream after Close = %v", err)
 		}
 	})
+}
+
+// TestDialContextServesHTTP: DialContext plugs into http.Transport, and a
+// Session into http.Serve: many requests, one connection.
+func TestDialContextServesHTTP(t *testing.T) {
+	client, server := sessionPair(t, transports[1], nil, nil)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	})}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(server) }()
+	tr := &http.Transport{DialContext: client.DialContext}
+	hc := &http.Client{Transport: tr}
+	for i := 0; i < 20; i++ {
+		resp, err := hc.Get(fmt.Sprintf("http://yamux/%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(body) != fmt.Sprintf("hello /%d", i) {
+			t.Fatalf("response %d: %q, %v", i, body, err)
+		}
+	}
+	tr.CloseIdleConnections()
+	client.Close()
+	if conn, err := client.DialContext(context.Background(), "tcp", "x"); conn != nil || !errors.Is(err, ErrSessionShutdown) {
+		t.Fatalf("DialContext on a closed session = %v, %v; want a nil net.Conn and ErrSessionShutdown", conn, err)
+	}
+	srv.Close()
+	if err := <-served; !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("Serve returned %v", err)
+	}
 }
