@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"sync"
 )
 
 // State is where a session is in its life.
@@ -120,4 +121,18 @@ func (s *Session) ConnectionState() (tls.ConnectionState, bool) {
 		return c.ConnectionState(), true
 	}
 	return tls.ConnectionState{}, false
+}
+
+// closeSessions closes every session at once and waits for all: a Close
+// may wait for its peer (the final flush), so one at a time would add up.
+func closeSessions(sessions []*Session) {
+	var wg sync.WaitGroup
+	for _, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.Close()
+		}()
+	}
+	wg.Wait()
 }

@@ -342,15 +342,7 @@ func (p *Pool) Close() error {
 	}
 	clear(p.conns)
 	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.Close()
-		}()
-	}
-	wg.Wait()
+	closeSessions(sessions)
 	p.wg.Wait()
 	return nil
 }

@@ -448,15 +448,7 @@ func (srv *SessionServer) Shutdown(ctx context.Context) error {
 // safe to call concurrently with Shutdown and more than once.
 func (srv *SessionServer) Close() error {
 	sessions, err := srv.beginClose()
-	var wg sync.WaitGroup
-	for _, s := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.Close()
-		}()
-	}
-	wg.Wait()
+	closeSessions(sessions)
 	srv.wg.Wait()
 	return err
 }
