@@ -8,15 +8,23 @@ import (
 )
 
 // oursMuxer is this module's yamux with DefaultConfig (AcceptBacklog 256,
-// keepalive 30s, stream windows 256 KiB auto-tuned up to 16 MiB). Its
-// DefaultConfig has no limit on concurrent streams today, so options change
-// nothing; if a limit is added, raise it here to o.streams.
+// keepalive 30s, stream windows 256 KiB auto-tuned up to 16 MiB,
+// MaxIncomingStreams 1024, MaxReceiveBuffer 512 MiB), except that a
+// scenario needing more streams than MaxIncomingStreams (10,000 idle
+// streams) raises it to o.streams, and MaxReceiveBuffer to two initial
+// windows per stream, so that every stream can be opened and still grow its
+// window once.
 type oursMuxer struct{}
 
 func (oursMuxer) name() string { return "ours" }
 
-func (oursMuxer) config(options) *yamux.Config {
-	return yamux.DefaultConfig()
+func (oursMuxer) config(o options) *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	if o.streams > cfg.MaxIncomingStreams {
+		cfg.MaxIncomingStreams = o.streams
+		cfg.MaxReceiveBuffer = max(cfg.MaxReceiveBuffer, 2*uint64(o.streams)*uint64(cfg.InitialStreamWindowSize))
+	}
+	return cfg
 }
 
 func (m oursMuxer) client(c net.Conn, o options) (session, error) {
