@@ -26,8 +26,8 @@ func (rawTCP) connect(w wrapFunc, _ options) (*endpoints, error) {
 }
 
 type tcpClient struct {
-	addr string
-	wrap wrapFunc
+	addr  string
+	wrap  wrapFunc
 	conns connSet
 }
 
