@@ -265,6 +265,7 @@ func TestFaultZeroWrite(t *testing.T) {
 		client, server, _, _ := faultPair(t, false, func(c net.Conn) net.Conn {
 			return &faultConn{Conn: c, zeroWrite: true}
 		}, nil)
+		<-client.Done() // the opening ping's write already fails
 		_, err := client.OpenStream(context.Background())
 		checkSessionErr(t, "OpenStream", err, io.ErrShortWrite)
 		checkSessionErr(t, "client Err", client.Err(), io.ErrShortWrite)
@@ -286,15 +287,19 @@ func TestFaultWriteErrorAfterN(t *testing.T) {
 					return &faultConn{Conn: c, failAfter: n}
 				}, nil)
 				if n < 1000 {
-					// Too early for a stream to be opened: OpenStream
-					// itself must fail.
+					// Too early for a stream to carry anything: OpenStream
+					// (which only queues the SYN) or the first Write, which
+					// waits for its frame, must fail.
 					ctx, cancel := context.WithTimeout(context.Background(), rawTimeout)
 					defer cancel()
 					var err error
 					for i := 0; err == nil && i < 100; i++ {
-						_, err = client.OpenStream(ctx)
+						var st *Stream
+						if st, err = client.OpenStream(ctx); err == nil {
+							_, err = st.Write([]byte("x"))
+						}
 					}
-					checkSessionErr(t, "OpenStream", err, errInjected)
+					checkSessionErr(t, "OpenStream or Write", err, errInjected)
 					return
 				}
 				xs := runTransfers(t, client, server, []int{200_000, 200_000, 50_000, 10}, false, nil)

@@ -804,11 +804,16 @@ func TestHostileSlowloris(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			start := time.Now()
 			p := newRawPeer(t, rawPeerOptions{cfg: cfg(), sessionIsClient: true, noRead: true})
-			// Not even the opening ping can be written: the SYN waits.
-			_, err := p.sess.OpenStream(context.Background())
-			checkSessionErr(t, "OpenStream", err, ErrConnectionWriteTimeout)
+			// Not even the opening ping can be written: OpenStream only
+			// queues its SYN, and the first Write waits behind it.
+			st, err := p.sess.OpenStream(context.Background())
+			if err != nil {
+				t.Fatalf("OpenStream: %v", err)
+			}
+			_, err = st.Write([]byte("x"))
+			checkSessionErr(t, "Write", err, ErrConnectionWriteTimeout)
 			if d := time.Since(start); d != timeout {
-				t.Errorf("OpenStream failed after %v; want ConnectionWriteTimeout (%v)", d, timeout)
+				t.Errorf("Write failed after %v; want ConnectionWriteTimeout (%v)", d, timeout)
 			}
 			checkSessionErr(t, "Session.Err", p.sess.Err(), ErrConnectionWriteTimeout)
 			start = time.Now()
@@ -855,12 +860,16 @@ func TestHostileSlowloris(t *testing.T) {
 	t.Run("close_while_write_stuck", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			p := newRawPeer(t, rawPeerOptions{cfg: cfg(), sessionIsClient: true, noRead: true})
+			st, err := p.sess.OpenStream(context.Background())
+			if err != nil {
+				t.Fatalf("OpenStream: %v", err)
+			}
 			oerr := make(chan error, 1)
 			go func() {
-				_, err := p.sess.OpenStream(context.Background())
+				_, err := st.Write([]byte("x"))
 				oerr <- err
 			}()
-			time.Sleep(time.Second) // the SYN is stuck behind the ping
+			time.Sleep(time.Second) // the Write is stuck behind the ping and the SYN
 			start := time.Now()
 			p.sess.Close()
 			if d := time.Since(start); d > closeFlushLimit {
@@ -868,7 +877,7 @@ func TestHostileSlowloris(t *testing.T) {
 			}
 			// The blocked call reports the session's cause (the doc of
 			// ErrSessionShutdown), not its frame's failed write.
-			checkSessionErr(t, "OpenStream", <-oerr, ErrLocalClose)
+			checkSessionErr(t, "Write", <-oerr, ErrLocalClose)
 			checkSessionErr(t, "Session.Err", p.sess.Err(), ErrLocalClose)
 		})
 	})

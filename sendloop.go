@@ -22,11 +22,17 @@ const (
 
 // sendBatch is the send loop's private state for one write.
 type sendBatch struct {
-	frames []*outFrame
-	bytes  int
-	buf    []byte      // headers and small payloads, copied
-	vec    net.Buffers // segments of the write: slices of buf and large payloads
-	wv     net.Buffers // what WriteTo consumes; a field so that it does not escape
+	// ctrl frames are written before data frames of the same batch. That
+	// order is what lets OpenStream and AcceptStream queue SYN and ACK on
+	// the control queue without waiting: the stream's first data, queued
+	// after them, can at worst be taken into the same batch, never an
+	// earlier one (see gather).
+	ctrl  []*outFrame
+	data  []*outFrame
+	bytes int
+	buf   []byte      // headers and small payloads, copied
+	vec   net.Buffers // segments of the write: slices of buf and large payloads
+	wv    net.Buffers // what WriteTo consumes; a field so that it does not escape
 }
 
 // sendLoop is the only writer of the connection. It takes control frames
@@ -43,11 +49,11 @@ func (s *Session) sendLoop() {
 	for {
 		select {
 		case f := <-s.ctrlCh:
-			b.add(f)
+			b.addCtrl(f)
 		case f := <-s.dataCh:
-			b.add(f)
+			b.addData(f)
 		case opaque := <-s.pingAcks:
-			b.add(s.pingAckFrame(opaque))
+			b.addCtrl(s.pingAckFrame(opaque))
 		case <-s.doneCh:
 			s.finalFlush(b)
 			return
@@ -67,12 +73,17 @@ func (s *Session) sendLoop() {
 // answers first (round trips must not wait behind bulk data), then control
 // frames before data, then more ping answers if there is room. A ping
 // flood can take at most a quarter of a batch from the other frames.
+//
+// Last it takes every control frame queued by then, past the limits. A
+// SYN or ACK is queued before its stream's first data, so if that data is
+// in this batch, its SYN or ACK is in the control queue already and lands
+// in the same batch, which writes control frames first.
 func (s *Session) gather(b *sendBatch) {
 	s.gatherPings(b, maxBatchFrames/4)
-	for len(b.frames) < maxBatchFrames {
+	for b.count() < maxBatchFrames {
 		select {
 		case f := <-s.ctrlCh:
-			b.add(f)
+			b.addCtrl(f)
 			continue
 		default:
 		}
@@ -81,22 +92,31 @@ func (s *Session) gather(b *sendBatch) {
 		}
 		select {
 		case f := <-s.dataCh:
-			b.add(f)
+			b.addData(f)
 			continue
 		default:
 		}
 		break
 	}
 	s.gatherPings(b, maxBatchFrames)
+	for range ctrlQueueLen { // at most what the queue held when we started
+		select {
+		case f := <-s.ctrlCh:
+			b.addCtrl(f)
+			continue
+		default:
+		}
+		break
+	}
 }
 
 // gatherPings adds queued ping answers while the batch has fewer than
 // limit frames.
 func (s *Session) gatherPings(b *sendBatch, limit int) {
-	for len(b.frames) < limit {
+	for b.count() < limit {
 		select {
 		case opaque := <-s.pingAcks:
-			b.add(s.pingAckFrame(opaque))
+			b.addCtrl(s.pingAckFrame(opaque))
 		default:
 			return
 		}
@@ -107,28 +127,37 @@ func (s *Session) pingAckFrame(opaque uint32) *outFrame {
 	return s.frames.get(encodeHeader(typePing, flagACK, 0, opaque), nil, false)
 }
 
-func (b *sendBatch) add(f *outFrame) {
-	b.frames = append(b.frames, f)
+func (b *sendBatch) addCtrl(f *outFrame) {
+	b.ctrl = append(b.ctrl, f)
 	b.bytes += headerSize + len(f.body)
 }
+
+func (b *sendBatch) addData(f *outFrame) {
+	b.data = append(b.data, f)
+	b.bytes += headerSize + len(f.body)
+}
+
+func (b *sendBatch) count() int { return len(b.ctrl) + len(b.data) }
 
 // writeBatch writes every gathered frame with one write; completeBatch
 // then reports the outcome.
 func (s *Session) writeBatch(b *sendBatch) error {
-	if len(b.frames) == 0 {
+	if b.count() == 0 {
 		return nil
 	}
 	b.buf = b.buf[:0]
 	b.vec = b.vec[:0]
 	start := 0
-	for _, f := range b.frames {
-		b.buf = append(b.buf, f.hdr[:]...)
-		if len(f.body) <= coalesceLimit {
-			b.buf = append(b.buf, f.body...)
-			continue
+	for _, frames := range [2][]*outFrame{b.ctrl, b.data} {
+		for _, f := range frames {
+			b.buf = append(b.buf, f.hdr[:]...)
+			if len(f.body) <= coalesceLimit {
+				b.buf = append(b.buf, f.body...)
+				continue
+			}
+			b.vec = append(b.vec, b.buf[start:len(b.buf)], f.body)
+			start = len(b.buf)
 		}
-		b.vec = append(b.vec, b.buf[start:len(b.buf)], f.body)
-		start = len(b.buf)
 	}
 	if start < len(b.buf) {
 		b.vec = append(b.vec, b.buf[start:])
@@ -136,7 +165,7 @@ func (s *Session) writeBatch(b *sendBatch) error {
 	b.wv = b.vec
 	err := s.writeConn(&b.wv)
 	if err == nil {
-		s.stats.framesSent.Add(uint64(len(b.frames)))
+		s.stats.framesSent.Add(uint64(b.count()))
 		s.stats.bytesSent.Add(uint64(b.bytes))
 	}
 	return err
@@ -146,28 +175,32 @@ func (s *Session) writeBatch(b *sendBatch) error {
 // recycles the rest. After a failure the send loop calls it only once the
 // session is shut down, so that a waiter sees the session's cause.
 func (s *Session) completeBatch(b *sendBatch, err error) {
-	for i, f := range b.frames {
-		if f.wait {
-			f.done <- err
-		} else {
-			s.frames.put(f)
+	for _, frames := range [2][]*outFrame{b.ctrl, b.data} {
+		for i, f := range frames {
+			s.finishFrame(f, err)
+			frames[i] = nil
 		}
-		b.frames[i] = nil
 	}
-	b.frames = b.frames[:0]
+	b.ctrl, b.data = b.ctrl[:0], b.data[:0]
 	b.bytes = 0
 }
 
-// writeConn writes segments, extending the connection's write deadline
-// (when it has one) to ConnectionWriteTimeout from now before each attempt.
-// A deadline hit after some progress is retried: the session only ends,
-// with ErrConnectionWriteTimeout, when a whole timeout passes without a
-// byte written.
+// writeConn writes segments under a write deadline ConnectionWriteTimeout
+// ahead (when the connection has deadlines). A deadline hit after some
+// progress is retried: the session only ends, with
+// ErrConnectionWriteTimeout, when a whole timeout passes without a byte
+// written. Moving a deadline costs a timer update, so it is moved only when
+// less than 7/8 of the timeout is left, not for every batch.
 func (s *Session) writeConn(vec *net.Buffers) error {
 	dl, hasDeadline := s.conn.(interface{ SetWriteDeadline(time.Time) error })
+	timeout := s.cfg.ConnectionWriteTimeout
 	for {
 		if hasDeadline {
-			dl.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
+			now := time.Now()
+			if s.writeDeadline.Sub(now) < timeout-timeout/8 {
+				s.writeDeadline = now.Add(timeout)
+				dl.SetWriteDeadline(s.writeDeadline)
+			}
 		}
 		n, err := writeAll(s.conn, vec, s.vectored)
 		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -176,6 +209,7 @@ func (s *Session) writeConn(vec *net.Buffers) error {
 		if n == 0 {
 			return ErrConnectionWriteTimeout
 		}
+		s.writeDeadline = time.Time{} // progress: a full timeout again
 	}
 }
 
@@ -208,7 +242,7 @@ func (s *Session) finalFlush(b *sendBatch) {
 	s.mu.Unlock()
 	for {
 		s.gather(b)
-		if len(b.frames) == 0 {
+		if b.count() == 0 {
 			break
 		}
 		err := s.writeBatch(b)
@@ -219,7 +253,7 @@ func (s *Session) finalFlush(b *sendBatch) {
 		}
 	}
 	if code != nil {
-		b.add(s.frames.get(encodeHeader(typeGoAway, 0, 0, uint32(*code)), nil, false))
+		b.addCtrl(s.frames.get(encodeHeader(typeGoAway, 0, 0, uint32(*code)), nil, false))
 		err := s.writeBatch(b)
 		s.completeBatch(b, err)
 		if err == nil {
@@ -248,16 +282,17 @@ func (s *Session) failQueued(err error) {
 	for {
 		select {
 		case f := <-s.ctrlCh:
-			s.failFrame(f, err)
+			s.finishFrame(f, err)
 		case f := <-s.dataCh:
-			s.failFrame(f, err)
+			s.finishFrame(f, err)
 		default:
 			return
 		}
 	}
 }
 
-func (s *Session) failFrame(f *outFrame, err error) {
+// finishFrame hands a frame's result to its waiter, or recycles it.
+func (s *Session) finishFrame(f *outFrame, err error) {
 	if f.wait {
 		f.done <- err
 	} else {

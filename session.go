@@ -45,7 +45,7 @@ import (
 //   - immutable after NewSession: conn, cfg, client, logger, vectored, and
 //     every channel;
 //   - owned by the receive loop, no lock: rd and scratch;
-//   - owned by the send loop, no lock: the write batch state in sendLoop;
+//   - owned by the send loop, no lock: writeDeadline and the batch state;
 //   - atomics: closed, rtt, budget, stats (standalone facts);
 //   - guarded by mu: everything below it.
 type Session struct {
@@ -57,6 +57,8 @@ type Session struct {
 
 	rd      *bufio.Reader // receive loop only
 	scratch []chunk       // receive loop only: payload of the frame being read
+
+	writeDeadline time.Time // send loop only: the connection's write deadline
 
 	ctrlCh   chan *outFrame // any goroutine -> send loop; written before data
 	dataCh   chan *outFrame // any goroutine -> send loop; data and FIN, FIFO
@@ -185,7 +187,7 @@ const (
 // IsClient reports whether this is the client end (odd stream IDs).
 func (s *Session) IsClient() bool { return s.client }
 
-// OpenStream opens a new stream. It sends the SYN and returns without
+// OpenStream opens a new stream. It queues the SYN and returns without
 // waiting for the peer's ACK, so the caller can write at once; it blocks
 // only while AcceptBacklog of our streams await their ACK. It returns
 // ctx.Err(), [ErrSessionShutdown], [ErrLocalGoAway], an error matching
@@ -207,12 +209,11 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 		<-s.synSem
 		return nil, err
 	}
+	// The SYN is not waited for: the send loop writes control frames
+	// before data in each batch, so it precedes the stream's data.
 	delta := s.cfg.InitialStreamWindowSize - initialStreamWindow
-	f, err := s.enqueue(s.ctrlCh, encodeHeader(typeWindowUpdate, flagSYN, st.id, delta), nil)
+	err = s.post(s.ctrlCh, encodeHeader(typeWindowUpdate, flagSYN, st.id, delta))
 	s.openMu.Unlock()
-	if err == nil {
-		err = s.wait(f)
-	}
 	if err != nil {
 		st.abort(err)
 		s.forgetStream(st)
@@ -273,7 +274,7 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 		return st, nil
 	}
 	delta := s.cfg.InitialStreamWindowSize - initialStreamWindow
-	if err := s.sendAndWait(s.ctrlCh, encodeHeader(typeWindowUpdate, flagACK, st.id, delta), nil); err != nil {
+	if err := s.post(s.ctrlCh, encodeHeader(typeWindowUpdate, flagACK, st.id, delta)); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -540,11 +541,18 @@ func (s *Session) frameResult(f *outFrame, err error) error {
 // sendCtrl queues a control frame without waiting for it to be written.
 // It blocks only while the control queue is full, and gives up when the
 // session ends.
-func (s *Session) sendCtrl(hdr header) {
+func (s *Session) sendCtrl(hdr header) { s.post(s.ctrlCh, hdr) }
+
+// post queues a frame without a body and without waiting for it to be
+// written. It blocks only while the queue is full, and returns a session
+// error if the session ended first.
+func (s *Session) post(ch chan *outFrame, hdr header) error {
 	f := s.frames.get(hdr, nil, false)
 	select {
-	case s.ctrlCh <- f:
+	case ch <- f:
+		return nil
 	case <-s.doneCh:
 		s.frames.put(f)
+		return s.Err()
 	}
 }

@@ -141,16 +141,23 @@ func (st *Stream) creditLocked(n uint32) uint32 {
 	if st.pendingCredit < st.windowSize/2 {
 		return 0
 	}
-	credit := st.pendingCredit + st.tuneWindowLocked(time.Now())
+	var growth uint32
+	if st.recv.size <= int(st.windowSize/8) {
+		// Only a reader that keeps up (little left unread) can use a
+		// larger window; a slow reader would just buffer more.
+		growth = st.tuneWindowLocked(time.Now())
+	}
+	credit := st.pendingCredit + growth
 	st.pendingCredit = 0
 	st.recvWindow += credit
 	return credit
 }
 
 // tuneWindowLocked doubles the receive window, up to MaxStreamWindowSize,
-// when the reader consumed half of it in less than two round trips: the
-// window, not the reader, is then what limits the stream. It returns the
-// growth, to be added to the update. Call with st.mu held.
+// when the reader consumed half of it in less than two round trips (and,
+// checked by the caller, kept up with the data): the window, not the
+// reader, is then what limits the stream. It returns the growth, to be
+// added to the update. Call with st.mu held.
 func (st *Stream) tuneWindowLocked(now time.Time) uint32 {
 	rtt := time.Duration(st.sess.rtt.Load())
 	prev := st.epochStart
@@ -340,7 +347,9 @@ func (st *Stream) sendFIN() error {
 		st.startCloseTimerLocked()
 	}
 	st.mu.Unlock()
-	err := st.sess.sendAndWait(st.sess.dataCh, encodeHeader(typeData, flagFIN, st.id, 0), nil)
+	// Queued behind this stream's data (writeMu is held), not waited for:
+	// like a TCP shutdown, it returns before the FIN is on the wire.
+	err := st.sess.post(st.sess.dataCh, encodeHeader(typeData, flagFIN, st.id, 0))
 	if done {
 		st.forget()
 	}
@@ -391,7 +400,8 @@ func (st *Stream) Close() error {
 
 // Reset aborts the stream in both directions: it sends RST, and blocked and
 // later Reads and Writes on both ends fail with [ErrStreamReset]. Data not
-// yet delivered is discarded. It does not block.
+// yet delivered is discarded. The RST follows what this stream already
+// queued (a FIN from CloseWrite among it) and is not waited for.
 func (st *Stream) Reset() error {
 	st.mu.Lock()
 	if st.forgotten || st.err != nil {
@@ -399,10 +409,14 @@ func (st *Stream) Reset() error {
 		return nil
 	}
 	st.err = ErrStreamReset
+	st.sess.stats.streamsReset.Add(1)
 	st.recv.reset()
 	st.cond.Broadcast()
 	st.mu.Unlock()
-	st.sess.sendCtrl(encodeHeader(typeWindowUpdate, flagRST, st.id, 0))
+	// The data queue, not the control queue: control frames overtake
+	// data, and an RST that overtook our own FIN would discard what the
+	// FIN completed (spec.md §3.4).
+	st.sess.post(st.sess.dataCh, encodeHeader(typeWindowUpdate, flagRST, st.id, 0))
 	st.forget()
 	return nil
 }
