@@ -320,10 +320,11 @@ func stopTimer(t *time.Timer) {
 	}
 }
 
-// CloseWrite half-closes the stream: it sends FIN after everything written
-// so far. The stream can still be read. It returns nil when already
+// CloseWrite half-closes the stream: it queues FIN after everything
+// written so far and returns without waiting for it to be written, like a
+// TCP shutdown. The stream can still be read. It returns nil when already
 // half-closed, and [ErrStreamReset] or a session error when the FIN could
-// not be sent.
+// not be queued.
 func (st *Stream) CloseWrite() error {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
@@ -375,10 +376,10 @@ func (st *Stream) CloseRead() error {
 }
 
 // Close closes the stream as net.Conn requires: later Reads and Writes
-// fail with [ErrStreamClosed] and blocked ones return. It sends FIN after
+// fail with [ErrStreamClosed] and blocked ones return. It queues FIN after
 // what was written. If the peer then still sends data, nobody will read it,
 // so the stream is reset. It waits for at most the write in progress, and
-// returns nil unless the FIN could not be sent.
+// returns nil unless the FIN could not be queued (the session ended).
 func (st *Stream) Close() error {
 	st.mu.Lock()
 	if st.closed {
