@@ -7,4 +7,4 @@ require (
 	golang.org/x/net v0.58.0
 )
 
-require golang.org/x/sync v0.20.0 // indirect
+require golang.org/x/sync v0.20.0
