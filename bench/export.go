@@ -210,6 +210,25 @@ func closeOnDone(ctx context.Context, ep *endpoints) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { ep.close() })
 }
 
+// watch ties a rig to ctx and m while a Run function runs: ctx's end
+// closes the rig, and m shows its stream count and RTT. The returned func,
+// deferred, undoes that and closes the rig with closeRig, keeping the first
+// error in *errp.
+func watch(ctx context.Context, ep *endpoints, m *Meter, streams int64, closeRig func() error, errp *error) func() {
+	stop := closeOnDone(ctx, ep)
+	m.setRTT(ep)
+	if m != nil {
+		m.SetStreams(streams)
+	}
+	return func() {
+		stop()
+		m.setRTT(nil)
+		if cerr := closeRig(); *errp == nil {
+			*errp = runErr(ctx, cerr)
+		}
+	}
+}
+
 // runErr prefers ctx's error to the failure it caused.
 func runErr(ctx context.Context, err error) error {
 	if err != nil && ctx.Err() != nil {
@@ -232,18 +251,7 @@ func RunBulk(ctx context.Context, im Impl, size int, volume int64, d time.Durati
 	if err != nil {
 		return Result{}, err
 	}
-	stop := closeOnDone(ctx, g.ep)
-	m.setRTT(g.ep)
-	if m != nil {
-		m.SetStreams(1)
-	}
-	defer func() {
-		stop()
-		m.setRTT(nil)
-		if cerr := g.close(); err == nil {
-			err = runErr(ctx, cerr)
-		}
-	}()
+	defer watch(ctx, g.ep, m, 1, g.close, &err)()
 	t0 := time.Now()
 	var ops int64
 	for ops == 0 || (time.Since(t0) < d && ctx.Err() == nil) {
@@ -271,18 +279,7 @@ func RunStreams(ctx context.Context, im Impl, n int, size int64, d time.Duration
 	if err != nil {
 		return Result{}, err
 	}
-	stop := closeOnDone(ctx, g.ep)
-	m.setRTT(g.ep)
-	if m != nil {
-		m.SetStreams(int64(n))
-	}
-	defer func() {
-		stop()
-		m.setRTT(nil)
-		if cerr := g.close(); err == nil {
-			err = runErr(ctx, cerr)
-		}
-	}()
+	defer watch(ctx, g.ep, m, int64(n), g.close, &err)()
 	t0 := time.Now()
 	var rounds int64
 	for rounds == 0 || (time.Since(t0) < d && ctx.Err() == nil) {
@@ -316,18 +313,7 @@ func RunRPC(ctx context.Context, im Impl, conc int, d time.Duration, m *Meter) (
 	if err != nil {
 		return Result{}, err
 	}
-	stop := closeOnDone(ctx, g.ep)
-	m.setRTT(g.ep)
-	if m != nil {
-		m.SetStreams(int64(conc))
-	}
-	defer func() {
-		stop()
-		m.setRTT(nil)
-		if cerr := g.close(); err == nil {
-			err = runErr(ctx, cerr)
-		}
-	}()
+	defer watch(ctx, g.ep, m, int64(conc), g.close, &err)()
 	t0 := time.Now()
 	var calls int64
 	for calls == 0 || (time.Since(t0) < d && ctx.Err() == nil) {
