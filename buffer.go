@@ -55,8 +55,32 @@ type recvBuffer struct {
 }
 
 func (r *recvBuffer) push(c chunk) {
+	if len(r.chunks) == cap(r.chunks) && r.head >= len(r.chunks)/2 && r.head > 0 {
+		// Drained entries at the front: reuse their room instead of
+		// growing, so that a reader that never quite catches up does not
+		// make the slice grow for the life of the stream.
+		n := copy(r.chunks, r.chunks[r.head:])
+		clear(r.chunks[n:])
+		r.chunks = r.chunks[:n]
+		r.head = 0
+	}
 	r.chunks = append(r.chunks, c)
 	r.size += len(c.data)
+}
+
+// pushCopy appends a copy of a small payload, into the spare room of the
+// last block when it fits (no allocation: the block's capacity is there).
+func (r *recvBuffer) pushCopy(p []byte) {
+	if n := len(r.chunks); n > r.head {
+		c := &r.chunks[n-1]
+		if cap(c.data)-len(c.data) >= len(p) {
+			c.data = append(c.data, p...)
+			r.size += len(p)
+			return
+		}
+	}
+	b := getBlock(len(p))
+	r.push(chunk{buf: b, data: append((*b)[:0], p...)})
 }
 
 // read copies into p and returns drained blocks to their pool.

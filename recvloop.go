@@ -132,7 +132,15 @@ func (s *Session) readData(st *Stream, n uint32, fl flags) error {
 		if err := s.discard(n); err != nil {
 			return err
 		}
-		st.deliver(nil, n, fl)
+		st.deliver(nil, nil, n, fl)
+		return nil
+	}
+	if n <= smallPayload {
+		small := s.small[:n]
+		if _, err := io.ReadFull(s.rd, small); err != nil {
+			return err
+		}
+		st.deliver(nil, small, n, fl)
 		return nil
 	}
 	chunks := s.scratch[:0]
@@ -147,11 +155,16 @@ func (s *Session) readData(st *Stream, n uint32, fl flags) error {
 		chunks = append(chunks, chunk{buf: b, data: (*b)[:m]})
 		left -= m
 	}
-	st.deliver(chunks, n, fl)
+	st.deliver(chunks, nil, n, fl)
 	clear(chunks)
 	s.scratch = chunks[:0]
 	return nil
 }
+
+// smallPayload: Data payloads up to this size are read into the receive
+// loop's scratch and copied into the stream's last block, instead of taking
+// a pooled block each.
+const smallPayload = 1 << 10
 
 func (s *Session) discard(n uint32) error {
 	_, err := s.rd.Discard(int(n))

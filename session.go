@@ -55,8 +55,9 @@ type Session struct {
 	logger   *slog.Logger
 	vectored bool // conn supports writev through net.Buffers
 
-	rd      *bufio.Reader // receive loop only
-	scratch []chunk       // receive loop only: payload of the frame being read
+	rd      *bufio.Reader      // receive loop only
+	scratch []chunk            // receive loop only: payload of the frame being read
+	small   [smallPayload]byte // receive loop only: a small payload on its way
 
 	writeDeadline time.Time // send loop only: the connection's write deadline
 

@@ -1,6 +1,7 @@
 package yamux
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -35,6 +36,7 @@ type Stream struct {
 	closed      bool // Close was called: Read and Write fail
 	readShut    bool // CloseRead was called: incoming data is dropped
 	forgotten   bool // removed from the session's table
+	rstAfterFIN bool // data came after Close: reset right after our FIN
 	err         error
 
 	recv          recvBuffer
@@ -331,10 +333,11 @@ func (st *Stream) CloseWrite() error {
 	return st.sendFIN()
 }
 
-// sendFIN sends our FIN once. Call with writeMu held.
+// sendFIN queues our FIN once, and an RST right behind it when the peer
+// sent data after Close. Call with writeMu held.
 func (st *Stream) sendFIN() error {
 	st.mu.Lock()
-	if st.writeClosed || st.forgotten {
+	if st.writeClosed {
 		st.mu.Unlock()
 		return nil
 	}
@@ -352,9 +355,16 @@ func (st *Stream) sendFIN() error {
 	// Queued behind this stream's data (writeMu is held), not waited for:
 	// like a TCP shutdown, it returns before the FIN is on the wire.
 	err := st.sess.post(st.sess.dataCh, encodeHeader(typeData, flagFIN, st.id, 0))
-	if done {
-		st.forget()
+	st.mu.Lock()
+	var a streamActions
+	switch {
+	case st.rstAfterFIN:
+		a = inOrder(st.resetLocked(ErrStreamReset, true))
+	case done:
+		a.forget = st.markForgottenLocked()
 	}
+	st.mu.Unlock()
+	st.apply(a)
 	return err
 }
 
@@ -364,9 +374,7 @@ func (st *Stream) sendFIN() error {
 func (st *Stream) CloseRead() error {
 	st.mu.Lock()
 	st.readShut = true
-	n := st.recv.size
-	st.recv.reset()
-	credit := st.creditLocked(uint32(n))
+	credit := st.discardLocked()
 	st.cond.Broadcast()
 	st.mu.Unlock()
 	if credit > 0 {
@@ -387,17 +395,38 @@ func (st *Stream) Close() error {
 		return nil
 	}
 	st.closed = true
-	st.recv.reset()
+	// Unread data is dropped but credited, so that a peer blocked on a
+	// full window is not left hanging; if it then sends more, that data
+	// resets the stream (after our FIN).
+	credit := st.discardLocked()
 	st.cond.Broadcast()
 	st.mu.Unlock()
+	if credit > 0 {
+		st.sess.sendCtrl(encodeHeader(typeWindowUpdate, 0, st.id, credit))
+	}
 
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
 	err := st.sendFIN()
-	if err == ErrStreamReset {
+	if errors.Is(err, ErrStreamReset) {
 		return nil // nothing left to close
 	}
 	return err
+}
+
+// discardLocked drops what was received and unread and returns the window
+// credit to give back for it, all at once (0 once the peer's FIN came).
+// Call with st.mu held.
+func (st *Stream) discardLocked() uint32 {
+	n := uint32(st.recv.size)
+	st.recv.reset()
+	if st.readClosed {
+		return 0
+	}
+	credit := st.pendingCredit + n
+	st.pendingCredit = 0
+	st.recvWindow += credit
+	return credit
 }
 
 // Reset aborts the stream in both directions: it sends RST, and blocked and

@@ -15,7 +15,8 @@ import (
 // st.mu is released.
 type streamActions struct {
 	credit     uint32 // send a window update of this size
-	rst        bool   // send RST
+	rst        bool   // send RST on the control queue (it may overtake data)
+	rstInOrder bool   // send RST on the data queue, behind our queued data and FIN
 	releaseSyn bool   // return our SYN token (the ACK arrived)
 	forget     bool   // remove the stream from the session's table
 }
@@ -27,6 +28,9 @@ func (st *Stream) apply(a streamActions) {
 	}
 	if a.rst {
 		s.sendCtrl(encodeHeader(typeWindowUpdate, flagRST, st.id, 0))
+	}
+	if a.rstInOrder {
+		s.post(s.dataCh, encodeHeader(typeWindowUpdate, flagRST, st.id, 0))
 	}
 	if a.releaseSyn {
 		<-s.synSem
@@ -140,11 +144,19 @@ func (st *Stream) startCloseTimerLocked() {
 		st.mu.Lock()
 		var a streamActions
 		if !st.readClosed {
-			a = st.resetLocked(ErrStreamReset, true)
+			a = inOrder(st.resetLocked(ErrStreamReset, true))
 		}
 		st.mu.Unlock()
 		st.apply(a)
 	})
+}
+
+// inOrder moves a's RST to the data queue, so that it cannot overtake our
+// own FIN or data still queued: an RST that arrived first would make the
+// peer discard them (spec.md §3.4).
+func inOrder(a streamActions) streamActions {
+	a.rstInOrder, a.rst = a.rst, false
+	return a
 }
 
 // applyFlagsLocked applies ACK, FIN and RST from a received frame.
@@ -197,7 +209,12 @@ func (st *Stream) admitData(n uint32) (drop bool, err error) {
 // deliver hands a received payload (already admitted) and the frame's
 // flags to the stream. Data for a stream that was closed locally resets it:
 // nobody will ever read it.
-func (st *Stream) deliver(chunks []chunk, n uint32, fl flags) {
+//
+// The payload is either chunks (pooled blocks, taken over) or small (a
+// few bytes in the receive loop's scratch, copied into the buffer's last
+// block): a peer sending tiny frames then costs its bytes, not a block per
+// frame.
+func (st *Stream) deliver(chunks []chunk, small []byte, n uint32, fl flags) {
 	st.mu.Lock()
 	var a streamActions
 	switch {
@@ -206,11 +223,20 @@ func (st *Stream) deliver(chunks []chunk, n uint32, fl flags) {
 		freeChunks(chunks)
 	case st.closed:
 		freeChunks(chunks)
-		a = st.resetLocked(ErrStreamReset, true)
+		if st.writeClosed {
+			a = inOrder(st.resetLocked(ErrStreamReset, true))
+		} else {
+			// Close is queuing our FIN (it waits for a Write in
+			// progress); the RST must follow it, so Close sends it.
+			st.rstAfterFIN = true
+		}
 	case st.readShut:
 		freeChunks(chunks)
 		a.credit = st.creditLocked(n)
 	default:
+		if small != nil {
+			st.recv.pushCopy(small)
+		}
 		for _, c := range chunks {
 			st.recv.push(c)
 		}
