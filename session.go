@@ -21,6 +21,14 @@
 // session ends with an error wrapping [ErrProtocol]; a peer can never make
 // this package panic, block forever, or buffer more than the windows it was
 // granted.
+//
+// Around the session: [Session.Shutdown] drains it gracefully, and
+// [Session.State], [Session.Draining] and [Session.Err] tell where it is and
+// why it ended; [SessionServer] serves a listener with a session per
+// connection, [Pool] keeps one client session per address, [Router]
+// dispatches streams by name (spec.md §9), and Stats on sessions and
+// streams count what went through. Limits against hostile peers are all in
+// [Config] (spec.md §8 lists the answer to every bad input).
 package yamux
 
 import (
