@@ -1,0 +1,142 @@
+package yamux
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// delayedPipe returns two connected ends whose bytes arrive delay after
+// they were written, in order: a long link, in fake time when called in a
+// synctest bubble. wait closes both ends and waits for the relays.
+func delayedPipe(delay time.Duration) (a, b net.Conn, wait func()) {
+	a, aRelay := net.Pipe()
+	bRelay, b := net.Pipe()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); relay(aRelay, bRelay, delay) }()
+	go func() { defer wg.Done(); relay(bRelay, aRelay, delay) }()
+	return a, b, func() { a.Close(); b.Close(); wg.Wait() }
+}
+
+// relay copies src to dst, each chunk delay after it was read.
+func relay(src, dst net.Conn, delay time.Duration) {
+	type chunk struct {
+		due time.Time
+		p   []byte
+	}
+	q := make(chan chunk, 4096)
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{time.Now().Add(delay), buf[:n]}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		time.Sleep(time.Until(c.due))
+		if _, err := dst.Write(c.p); err != nil {
+			break
+		}
+	}
+	src.Close()
+	dst.Close()
+	for range q { // let the reader goroutine finish
+	}
+}
+
+// TestAutoTuneGrowsOnLongLink: over a 100 ms round trip, a reader that
+// keeps up makes the receive window grow far past 256 KiB (which would cap
+// the stream at 2.5 MB/s), within the first seconds.
+func TestAutoTuneGrowsOnLongLink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c1, c2, wait := delayedPipe(50 * time.Millisecond)
+		defer wait()
+		client, err := Client(c1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		server, err := Server(c2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer server.Close()
+		a, b := streamPair(t, client, server)
+		const total = 32 << 20
+		go func() {
+			buf := make([]byte, 1<<20)
+			for sent := 0; sent < total; sent += len(buf) {
+				if _, err := a.Write(buf); err != nil {
+					return
+				}
+			}
+			a.CloseWrite()
+		}()
+		start := time.Now()
+		n, err := io.Copy(io.Discard, onlyReader{b})
+		if err != nil || n != total {
+			t.Fatalf("copied %d, %v; want %d", n, err, total)
+		}
+		elapsed := time.Since(start)
+		if w := b.Stats().WindowSize; w < 4<<20 {
+			t.Fatalf("receive window %d after %d bytes over a 100 ms RTT; want it grown to at least 4 MiB", w, total)
+		}
+		// With a fixed 256 KiB window this takes 128 round trips (12.8 s).
+		if elapsed > 4*time.Second {
+			t.Fatalf("32 MiB took %v of fake time; auto-tuning should make it a few round trips past the ramp", elapsed)
+		}
+	})
+}
+
+// TestAutoTuneHoldsForSlowReader: a reader slower than the data does not
+// get a bigger window: it would only buffer more.
+func TestAutoTuneHoldsForSlowReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c1, c2, wait := delayedPipe(50 * time.Millisecond)
+		defer wait()
+		client, err := Client(c1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		server, err := Server(c2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer server.Close()
+		a, b := streamPair(t, client, server)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			buf := make([]byte, 1<<20)
+			for ctx.Err() == nil {
+				if _, err := a.Write(buf); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 16<<10)
+		for i := 0; i < 100; i++ { // 16 KiB every 50 ms: 0.3 MB/s, far below the window's 2.5 MB/s
+			if _, err := io.ReadFull(b, buf); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if w := b.Stats().WindowSize; w != initialStreamWindow {
+			t.Fatalf("receive window grew to %d for a reader that never kept up; want %d", w, initialStreamWindow)
+		}
+		cancel()
+		a.Reset()
+	})
+}
