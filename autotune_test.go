@@ -62,16 +62,7 @@ func TestAutoTuneGrowsOnLongLink(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c1, c2, wait := delayedPipe(50 * time.Millisecond)
 		defer wait()
-		client, err := Client(c1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		server, err := Server(c2, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer server.Close()
+		client, server := sessionsOver(t, c1, c2, nil, nil)
 		a, b := streamPair(t, client, server)
 		const total = 32 << 20
 		go func() {
@@ -105,16 +96,7 @@ func TestAutoTuneHoldsForSlowReader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c1, c2, wait := delayedPipe(50 * time.Millisecond)
 		defer wait()
-		client, err := Client(c1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer client.Close()
-		server, err := Server(c2, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer server.Close()
+		client, server := sessionsOver(t, c1, c2, nil, nil)
 		a, b := streamPair(t, client, server)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

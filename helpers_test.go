@@ -51,6 +51,13 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 func sessionPair(t testing.TB, tr transport, ccfg, scfg *Config) (*Session, *Session) {
 	t.Helper()
 	c1, c2 := tr.pair(t)
+	return sessionsOver(t, c1, c2, ccfg, scfg)
+}
+
+// sessionsOver starts a client session on c1 and a server session on c2;
+// both are closed when the test ends.
+func sessionsOver(t testing.TB, c1, c2 net.Conn, ccfg, scfg *Config) (*Session, *Session) {
+	t.Helper()
 	client, err := Client(c1, ccfg)
 	if err != nil {
 		t.Fatal(err)

@@ -16,16 +16,7 @@ import (
 func bubblePair(t *testing.T, ccfg, scfg *Config) (*Session, *Session) {
 	t.Helper()
 	c1, c2 := net.Pipe()
-	client, err := Client(c1, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := Server(c2, scfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
+	return sessionsOver(t, c1, c2, ccfg, scfg)
 }
 
 func TestReadDeadline(t *testing.T) {
