@@ -516,6 +516,32 @@ func (s *Session) enqueue(ch chan *outFrame, hdr header, body []byte) (*outFrame
 	}
 }
 
+// enqueueBy is enqueue that also gives up, with ErrTimeout, when deadline
+// (if not zero) passes while the queue is full. A timer is made only then.
+func (s *Session) enqueueBy(ch chan *outFrame, hdr header, body []byte, deadline time.Time) (*outFrame, error) {
+	if deadline.IsZero() {
+		return s.enqueue(ch, hdr, body)
+	}
+	f := s.frames.get(hdr, body, true)
+	select {
+	case ch <- f:
+		return f, nil
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case ch <- f:
+		return f, nil
+	case <-s.doneCh:
+		s.frames.put(f)
+		return nil, s.Err()
+	case <-t.C:
+		s.frames.put(f)
+		return nil, ErrTimeout
+	}
+}
+
 // wait blocks until the send loop has written f, or has exited.
 func (s *Session) wait(f *outFrame) error {
 	select {

@@ -192,12 +192,13 @@ func (st *Stream) Write(p []byte) (int, error) {
 	// this goroutine already waits for more window.
 	var w pendingWrites
 	for len(p) > 0 {
-		n, err := st.reserveSend(len(p))
+		n, deadline, err := st.reserveSend(len(p))
 		if err != nil {
 			return w.finish(st.sess, err)
 		}
-		f, err := st.sess.enqueue(st.sess.dataCh, encodeHeader(typeData, 0, st.id, uint32(n)), p[:n])
+		f, err := st.sess.enqueueBy(st.sess.dataCh, encodeHeader(typeData, 0, st.id, uint32(n)), p[:n], deadline)
 		if err != nil {
+			st.unreserveSend(n) // never handed over: the window is still ours
 			return w.finish(st.sess, err)
 		}
 		w.add(f, n)
@@ -210,7 +211,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 	}
 	if len(p) == 0 && w.queued == 0 && w.written == 0 {
 		// A zero-length Write still reports a closed or reset stream.
-		if _, err := st.reserveSend(0); err != nil {
+		if _, _, err := st.reserveSend(0); err != nil {
 			return 0, err
 		}
 	}
@@ -259,8 +260,9 @@ func (w *pendingWrites) finish(s *Session, err error) (int, error) {
 }
 
 // reserveSend waits until the peer's window has room and takes up to want
-// bytes of it (and at most maxDataFrame). It returns 0, nil for want == 0.
-func (st *Stream) reserveSend(want int) (int, error) {
+// bytes of it (and at most maxDataFrame), returning the write deadline in
+// force. It returns 0 and no error for want == 0.
+func (st *Stream) reserveSend(want int) (n int, deadline time.Time, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	var timer *time.Timer
@@ -268,25 +270,34 @@ func (st *Stream) reserveSend(want int) (int, error) {
 	for {
 		switch {
 		case st.closed || st.writeClosed:
-			return 0, ErrStreamClosed
+			return 0, time.Time{}, ErrStreamClosed
 		case st.err != nil:
-			return 0, st.err
+			return 0, time.Time{}, st.err
 		case !st.writeDeadline.IsZero() && !time.Now().Before(st.writeDeadline):
-			return 0, ErrTimeout
+			return 0, time.Time{}, ErrTimeout
 		case want == 0:
-			return 0, nil
+			return 0, time.Time{}, nil
 		case st.sendWindow > 0:
 			n := min(uint32(want), st.sendWindow, maxDataFrame)
 			st.sendWindow -= n
 			st.bytesSent += uint64(n)
 			st.framesSent++
-			return int(n), nil
+			return int(n), st.writeDeadline, nil
 		}
-		var err error
 		if timer, err = st.waitLocked(st.writeDeadline, timer); err != nil {
-			return 0, err
+			return 0, time.Time{}, err
 		}
 	}
+}
+
+// unreserveSend gives back window taken by reserveSend for a frame that was
+// never queued.
+func (st *Stream) unreserveSend(n int) {
+	st.mu.Lock()
+	st.sendWindow += uint32(n)
+	st.bytesSent -= uint64(n)
+	st.framesSent--
+	st.mu.Unlock()
 }
 
 // waitLocked waits on st.cond until something changes or deadline passes.
@@ -470,8 +481,11 @@ func (st *Stream) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-// SetWriteDeadline sets the write deadline; a Write blocked on the window
-// re-checks it. A frame already handed to the send loop is not recalled.
+// SetWriteDeadline sets the write deadline. A Write blocked on the window
+// re-checks it; one waiting for room in a full send queue gives up at the
+// deadline that was set when it started waiting. A frame already handed to
+// the send loop is not recalled: that wait is bounded by
+// ConnectionWriteTimeout instead.
 func (st *Stream) SetWriteDeadline(t time.Time) error {
 	st.mu.Lock()
 	st.writeDeadline = t

@@ -222,3 +222,42 @@ func TestCloseReturnsWhilePeerNeverReads(t *testing.T) {
 		c2.Close()
 	})
 }
+
+// TestWriteDeadlineWhileQueueFull: a Write waiting for room in the send
+// queue (the connection is stuck and other streams filled the queue) still
+// returns at its deadline, and gives its window back.
+func TestWriteDeadlineWhileQueueFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c1, c2 := net.Pipe() // c2 is never read: the send loop's first write blocks
+		defer c2.Close()
+		client, err := Client(c1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		for i := 0; i < dataQueueLen+1; i++ { // fill the data queue
+			st, err := client.OpenStream(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			go st.Write([]byte("x"))
+		}
+		synctest.Wait()
+		st, err := client.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		st.SetWriteDeadline(start.Add(time.Second))
+		n, err := st.Write([]byte("late"))
+		if !errors.Is(err, ErrTimeout) || n != 0 {
+			t.Fatalf("Write = %d, %v; want 0, ErrTimeout", n, err)
+		}
+		if d := time.Since(start); d != time.Second {
+			t.Fatalf("Write returned after %v; want 1s", d)
+		}
+		if s := st.Stats(); s.SendWindow != initialStreamWindow || s.BytesSent != 0 {
+			t.Fatalf("after the timeout: %+v; want the whole window back and nothing counted as sent", s)
+		}
+	})
+}
