@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -94,60 +95,91 @@ func quietCfg() *Config {
 	return c
 }
 
-// Finding 1: an RST the receive loop sends (data after our Close) goes on
-// ctrlCh and overtakes our own FIN still queued on dataCh.
-func TestRegressRSTOvertakesOwnFIN(t *testing.T) {
+// gatedServer is a server session over a pipe whose writes the test can
+// hold, with stream 1 opened by a raw peer, accepted, and its ACK read.
+type gatedServer struct {
+	srv    *Session
+	peer   net.Conn
+	gate   *gatedConn
+	frames chan rf
+	st     *Stream
+}
+
+func newGatedServer(t *testing.T) *gatedServer {
+	t.Helper()
 	c1, c2 := net.Pipe()
-	g := &gatedConn{Conn: c2}
-	srv, err := Server(g, quietCfg())
+	g := &gatedServer{peer: c1, gate: &gatedConn{Conn: c2}, frames: make(chan rf, 1024)}
+	srv, err := Server(g.gate, quietCfg())
 	if err != nil {
 		t.Fatal(err)
 	}
-	frames := make(chan rf, 1024)
-	go rawReader(c1, frames)
-	defer func() {
+	g.srv = srv
+	go rawReader(c1, g.frames)
+	t.Cleanup(func() {
 		srv.Close()
 		c1.Close()
-		for range frames {
+		for range g.frames {
 		}
-	}()
-
+	})
 	c1.Write(rawHdr(1, uint16(flagSYN), 1, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := srv.AcceptStream(ctx)
-	if err != nil {
+	if g.st, err = srv.AcceptStream(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Write([]byte("hello")); err != nil { // acknowledged: on the wire
-		t.Fatal(err)
+	for f := range g.frames {
+		if f.id == 1 && f.fl&uint16(flagACK) != 0 {
+			break
+		}
 	}
-	// Make the send loop busy with something else (any frame will do).
-	g.pause()
-	pingDone := make(chan struct{})
+	return g
+}
+
+// busy holds the send loop in a write (of a ping) until resume.
+func (g *gatedServer) busy() {
+	g.gate.pause()
 	go func() {
-		defer close(pingDone)
-		pctx, c := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer c()
-		srv.Ping(pctx)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		g.srv.Ping(ctx)
 	}()
-	<-g.blocked
-	if err := st.Close(); err != nil { // FIN queued on dataCh
-		t.Fatal(err)
+	<-g.gate.blocked
+}
+
+// peerSends makes the peer send one byte on stream 1 and gives the receive
+// loop time to handle it.
+func (g *gatedServer) peerSends() {
+	g.peer.Write(append(rawHdr(0, 0, 1, 1), 'x'))
+	time.Sleep(50 * time.Millisecond)
+}
+
+// closeWhenWriting starts Close and returns once the stream is marked
+// closed (Close then waits for the Write in progress).
+func (g *gatedServer) closeWhenWriting() <-chan error {
+	cerr := make(chan error, 1)
+	go func() { cerr <- g.st.Close() }()
+	for {
+		g.st.mu.Lock()
+		c := g.st.closed
+		g.st.mu.Unlock()
+		if c {
+			return cerr
+		}
+		time.Sleep(time.Millisecond)
 	}
-	c1.Write(append(rawHdr(0, 0, 1, 1), 'x')) // peer data crossing our FIN
-	time.Sleep(50 * time.Millisecond)         // let the receive loop handle the data
-	g.resume()
+}
+
+// wireOrder resumes the send loop and returns, in order, what stream 1
+// carried on the wire afterwards: DATA, FIN, RST.
+func (g *gatedServer) wireOrder() []string {
+	g.gate.resume()
 	var order []string
 	deadline := time.After(300 * time.Millisecond)
-loop:
 	for {
 		select {
-		case f := <-frames:
-			if f.id != 1 {
-				continue
-			}
+		case f := <-g.frames:
 			switch {
+			case f.id != 1:
 			case f.fl&uint16(flagRST) != 0:
 				order = append(order, "RST")
 			case f.fl&uint16(flagFIN) != 0:
@@ -156,12 +188,68 @@ loop:
 				order = append(order, "DATA")
 			}
 		case <-deadline:
-			break loop
+			return order
 		}
 	}
-	<-pingDone
-	if len(order) != 3 || order[1] != "FIN" {
-		t.Errorf("stream 1 on the wire: %v; want FIN before RST (spec §3.4/§7)", order)
+}
+
+func checkOrder(t *testing.T, got []string) {
+	t.Helper()
+	if want := []string{"DATA", "FIN", "RST"}; !slices.Equal(got, want) {
+		t.Errorf("stream 1 on the wire: %v; want %v (our data, our FIN, then the RST: spec.md §3.3)", got, want)
+	}
+}
+
+// Finding 1a: peer data after our Close made the receive loop send an RST
+// on the control queue, ahead of our FIN still queued behind other data.
+func TestRegressRSTOvertakesOwnFIN(t *testing.T) {
+	g := newGatedServer(t)
+	if _, err := g.st.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	g.busy()
+	if err := g.st.Close(); err != nil { // FIN queued
+		t.Fatal(err)
+	}
+	g.peerSends()
+	checkOrder(t, g.wireOrder())
+}
+
+// Finding 1b: data arriving while Close waited for a Write in progress
+// reset and forgot the stream, and Close then sent no FIN at all.
+func TestRegressCloseSendsNoFIN(t *testing.T) {
+	g := newGatedServer(t)
+	g.gate.pause()
+	werr := make(chan error, 1)
+	go func() { _, err := g.st.Write([]byte("world")); werr <- err }()
+	<-g.gate.blocked // the Write's frame is in the send loop
+	cerr := g.closeWhenWriting()
+	g.peerSends()
+	checkOrder(t, g.wireOrder())
+	if err := <-werr; err != nil {
+		t.Errorf("Write = %v", err)
+	}
+	if err := <-cerr; err != nil {
+		t.Errorf("Close = %v", err)
+	}
+}
+
+// Finding 1c: as 1b, with the Write's frame still queued: the RST went out
+// before data whose Write returned nil.
+func TestRegressRSTOvertakesAckedData(t *testing.T) {
+	g := newGatedServer(t)
+	g.busy()
+	werr := make(chan error, 1)
+	go func() { _, err := g.st.Write([]byte("world")); werr <- err }()
+	time.Sleep(50 * time.Millisecond) // the Write's frame waits in the queue
+	cerr := g.closeWhenWriting()
+	g.peerSends()
+	checkOrder(t, g.wireOrder())
+	if err := <-werr; err != nil {
+		t.Errorf("Write = %v", err)
+	}
+	if err := <-cerr; err != nil {
+		t.Errorf("Close = %v", err)
 	}
 }
 
@@ -263,158 +351,5 @@ func TestRegressCloseWriteAfterReset(t *testing.T) {
 	}
 	if err := a.CloseWrite(); err == nil {
 		t.Errorf("CloseWrite on a reset stream = nil; doc promises ErrStreamReset")
-	}
-}
-
-// Finding 1b: data arriving while Close waits for writeMu resets and
-// forgets the stream; sendFIN then sees forgotten and no FIN is ever sent,
-// yet the concurrent Write and Close both report success.
-func TestRegressCloseSendsNoFIN(t *testing.T) {
-	c1, c2 := net.Pipe()
-	g := &gatedConn{Conn: c2}
-	srv, _ := Server(g, quietCfg())
-	frames := make(chan rf, 1024)
-	go rawReader(c1, frames)
-	defer func() {
-		srv.Close()
-		c1.Close()
-		for range frames {
-		}
-	}()
-	c1.Write(rawHdr(1, uint16(flagSYN), 1, 0))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, _ := srv.AcceptStream(ctx)
-	for f := range frames { // let the ACK reach the peer first
-		if f.id == 1 && f.fl&uint16(flagACK) != 0 {
-			break
-		}
-	}
-	g.pause()
-	werr := make(chan error, 1)
-	go func() { _, err := st.Write([]byte("world")); werr <- err }()
-	<-g.blocked // the Write's frame is in the send loop, Write holds writeMu
-	cerr := make(chan error, 1)
-	go func() { cerr <- st.Close() }()
-	for {
-		st.mu.Lock()
-		c := st.closed
-		st.mu.Unlock()
-		if c {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	c1.Write(append(rawHdr(0, 0, 1, 1), 'x'))
-	time.Sleep(50 * time.Millisecond) // let the receive loop handle the data
-	g.resume()
-	t.Logf("Write err=%v Close err=%v", <-werr, <-cerr)
-	var order []string
-	deadline := time.After(300 * time.Millisecond)
-loop:
-	for {
-		select {
-		case f := <-frames:
-			if f.id != 1 {
-				continue
-			}
-			switch {
-			case f.fl&uint16(flagRST) != 0:
-				order = append(order, "RST")
-			case f.fl&uint16(flagFIN) != 0:
-				order = append(order, "FIN")
-			case f.typ == 0:
-				order = append(order, "DATA")
-			case f.fl&uint16(flagACK) != 0:
-				order = append(order, "ACK")
-			}
-		case <-deadline:
-			break loop
-		}
-	}
-	t.Logf("stream 1 on the wire: %v", order)
-	for _, o := range order {
-		if o == "FIN" {
-			return
-		}
-	}
-	t.Errorf("no FIN was ever sent after a successful Write+Close: %v", order)
-}
-
-// Finding 1c: data arriving while Close waits for writeMu resets and
-// forgets the stream; sendFIN then sees forgotten and no FIN is ever sent,
-// yet the concurrent Write and Close both report success.
-func TestRegressRSTOvertakesAckedData(t *testing.T) {
-	c1, c2 := net.Pipe()
-	g := &gatedConn{Conn: c2}
-	srv, _ := Server(g, quietCfg())
-	frames := make(chan rf, 1024)
-	go rawReader(c1, frames)
-	defer func() {
-		srv.Close()
-		c1.Close()
-		for range frames {
-		}
-	}()
-	c1.Write(rawHdr(1, uint16(flagSYN), 1, 0))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, _ := srv.AcceptStream(ctx)
-	for f := range frames { // let the ACK reach the peer first
-		if f.id == 1 && f.fl&uint16(flagACK) != 0 {
-			break
-		}
-	}
-	g.pause()
-	go func() {
-		pctx, c := context.WithTimeout(ctx, 500*time.Millisecond)
-		defer c()
-		srv.Ping(pctx)
-	}()
-	<-g.blocked // the send loop is busy with the ping
-	werr := make(chan error, 1)
-	go func() { _, err := st.Write([]byte("world")); werr <- err }()
-	time.Sleep(50 * time.Millisecond) // Write's frame now waits on dataCh
-	cerr := make(chan error, 1)
-	go func() { cerr <- st.Close() }()
-	for {
-		st.mu.Lock()
-		c := st.closed
-		st.mu.Unlock()
-		if c {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	c1.Write(append(rawHdr(0, 0, 1, 1), 'x'))
-	time.Sleep(50 * time.Millisecond) // let the receive loop handle the data
-	g.resume()
-	t.Logf("Write err=%v Close err=%v", <-werr, <-cerr)
-	var order []string
-	deadline := time.After(300 * time.Millisecond)
-loop:
-	for {
-		select {
-		case f := <-frames:
-			if f.id != 1 {
-				continue
-			}
-			switch {
-			case f.fl&uint16(flagRST) != 0:
-				order = append(order, "RST")
-			case f.fl&uint16(flagFIN) != 0:
-				order = append(order, "FIN")
-			case f.typ == 0:
-				order = append(order, "DATA")
-			case f.fl&uint16(flagACK) != 0:
-				order = append(order, "ACK")
-			}
-		case <-deadline:
-			break loop
-		}
-	}
-	t.Logf("stream 1 on the wire: %v", order)
-	if len(order) > 0 && order[0] == "RST" {
-		t.Errorf("RST precedes data whose Write returned nil: %v", order)
 	}
 }
