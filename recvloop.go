@@ -210,14 +210,16 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 		refuse = "GoAway sent"
 	case s.incoming >= s.cfg.MaxIncomingStreams:
 		refuse = "MaxIncomingStreams reached"
-	case !s.reserveWindow(s.cfg.InitialStreamWindowSize):
+	case !s.reserve(s.cfg.InitialStreamWindowSize):
 		refuse = "MaxReceiveBuffer reached"
 	}
 	if refuse != "" {
 		s.mu.Unlock()
 		s.stats.streamsRefused.Add(1)
 		s.logger.Debug("yamux: refusing stream", "stream", id, "why", refuse)
-		s.sendCtrl(encodeHeader(typeWindowUpdate, flagRST, id, 0))
+		if !s.sq.pushRefusal(id) {
+			s.stats.refusalsUnsent.Add(1)
+		}
 		return nil, nil
 	}
 	st := newStream(s, id, false)
@@ -233,8 +235,8 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 	s.stats.streamsRefused.Add(1)
 	s.logger.Warn("yamux: accept backlog full, refusing stream", "stream", id)
 	st.mu.Lock()
-	a := st.resetLocked(ErrStreamReset, true)
+	forget := st.handleLocked(evRefuse, nil)
 	st.mu.Unlock()
-	st.apply(a)
+	st.finish(forget)
 	return nil, nil
 }
