@@ -60,9 +60,9 @@ var (
 	ErrReceiveBufferFull = errors.New("yamux: receive buffer budget exhausted")
 
 	// ErrStreamOpenTimeout: the peer did not acknowledge a stream we opened
-	// within [Config.StreamOpenTimeout]. The stream is reset; the session
-	// stays up.
-	ErrStreamOpenTimeout = errors.New("yamux: stream open timed out")
+	// within [Config.StreamOpenTimeout]. The stream is reset, so the error
+	// also matches [ErrStreamReset]; the session stays up.
+	ErrStreamOpenTimeout error = openTimeoutError{}
 
 	// ErrKeepAliveTimeout: a keepalive ping was not answered in time and
 	// the session was closed.
@@ -87,6 +87,12 @@ type shutdownError struct{}
 
 func (shutdownError) Error() string { return "yamux: session shutdown" }
 func (shutdownError) Unwrap() error { return net.ErrClosed }
+
+// openTimeoutError is ErrStreamOpenTimeout: a reset with its own cause.
+type openTimeoutError struct{}
+
+func (openTimeoutError) Error() string { return "yamux: stream open timed out" }
+func (openTimeoutError) Unwrap() error { return ErrStreamReset }
 
 type timeoutError struct{}
 
