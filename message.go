@@ -315,13 +315,15 @@ func (r *Router) messageTimeout() time.Duration {
 	return r.MessageTimeout
 }
 
-// Send sends data as one message on channel to the peer's [Router], which
-// hands it to the handler registered with [Router.HandleMessage] (""
-// is the default channel). The message is delivered whole or not at all:
-// the peer hands nothing to its handler before it holds every byte and
-// the sender's FIN. Send blocks until the peer confirms it holds the
-// whole message (one round trip, plus the time to send data), or until
-// ctx ends; it does not wait for the handler (see [Session.SendAck]).
+// Send sends data as one message (spec.md §10) on channel to the peer's
+// [Router], which hands it to the function registered with
+// [Router.HandleMessage] ("" is the default channel). The message is
+// delivered whole or not at all: the peer hands nothing to its handler
+// before it holds every byte and the sender's FIN. Send opens one stream
+// for it and blocks until the peer confirms it holds the whole message
+// (one round trip, plus the time to send data; longer while the peer has
+// MaxConcurrentMessages messages in hand), or until ctx ends; it does not
+// wait for the handler (see [Session.SendAck]).
 //
 // It returns nil once the peer confirmed the message; then the handler is
 // called, even if the session ends right after. The errors say whether
