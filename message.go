@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -180,7 +181,7 @@ func (h *messageHandler) ServeStream(st *Stream) {
 	}
 	st.SetReadDeadline(time.Time{})
 	m := Message{Session: st.Session(), Channel: h.channel, Data: data}
-	answer := []byte{prefaceOK, messageOK}
+	answer := messageAnswerOK
 	if flags&messageFlagAck != 0 {
 		r.msgStats.delivered.Add(1)
 		h.f(m)
@@ -203,6 +204,10 @@ func (h *messageHandler) ServeStream(st *Stream) {
 	r.msgStats.delivered.Add(1)
 	h.f(m)
 }
+
+// messageAnswerOK is the answer to a delivered message. Shared: Write only
+// reads it.
+var messageAnswerOK = []byte{prefaceOK, messageOK}
 
 // readMessage reads exactly n bytes and the FIN behind them. whole is
 // false when the FIN came early or data followed the n bytes; err is the
@@ -372,28 +377,30 @@ func (s *Session) sendMessage(ctx context.Context, channel string, data []byte, 
 	if err != nil {
 		return err
 	}
-	name := messageNamePrefix + channel
-	headLen := 1 + len(name) + messageHeaderLen
-	var head []byte
-	if len(data) <= smallMessage {
-		head = make([]byte, headLen, headLen+len(data))
-	} else {
-		head = make([]byte, headLen)
-	}
-	head[0] = byte(len(name))
-	copy(head[1:], name)
+	nameLen := len(messageNamePrefix) + len(channel)
+	headLen := 1 + nameLen + messageHeaderLen
+	buf := getMessageBuffer(headLen, len(data))
+	head := (*buf)[:headLen]
+	head[0] = byte(nameLen)
+	copy(head[1+copy(head[1:], messageNamePrefix):], channel)
+	var flags byte
 	if ack {
-		head[1+len(name)] = messageFlagAck
+		flags = messageFlagAck
 	}
+	head[1+nameLen] = flags
 	binary.BigEndian.PutUint32(head[headLen-4:], uint32(claim))
 
 	// ctx ending fails the blocked Write or Read through a past deadline.
 	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		st.SetDeadline(aLongTimeAgo)
-		close(fired)
-	})
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() {
+			st.SetDeadline(aLongTimeAgo)
+			close(fired)
+		})
+	}
 	werr := writeMessage(st, head, data)
+	putMessageBuffer(buf) // Write does not keep it once it returned
 	// After a failed write this does not block: the stream is reset (an
 	// answer before the peer's FIN stays readable), dead or past its
 	// deadline.
@@ -419,6 +426,41 @@ func (s *Session) sendMessage(ctx context.Context, channel string, data []byte, 
 		return werr // no FIN was sent: the peer cannot deliver it
 	}
 	return fmt.Errorf("%w: %w", ErrMessageUnconfirmed, rerr)
+}
+
+// Sender buffers for the preface, header and a small message, pooled in
+// two classes: a message up to 4 KiB, and up to smallMessage.
+var (
+	messageBufferSizes = [2]int{4 << 10, smallMessage}
+	messageBuffers     = [2]sync.Pool{
+		{New: newMessageBuffer(messageBufferSizes[0])},
+		{New: newMessageBuffer(messageBufferSizes[1])},
+	}
+)
+
+func newMessageBuffer(n int) func() any {
+	return func() any { b := make([]byte, 0, 1+maxStreamName+messageHeaderLen+n); return &b }
+}
+
+// getMessageBuffer returns a buffer with room for headLen bytes and, when
+// it is small enough to travel with them, a message of n bytes.
+func getMessageBuffer(headLen, n int) *[]byte {
+	for i, size := range messageBufferSizes {
+		if n <= size {
+			return messageBuffers[i].Get().(*[]byte)
+		}
+	}
+	b := make([]byte, 0, headLen)
+	return &b
+}
+
+func putMessageBuffer(b *[]byte) {
+	for i, size := range messageBufferSizes {
+		if cap(*b) == 1+maxStreamName+messageHeaderLen+size {
+			messageBuffers[i].Put(b)
+			return
+		}
+	}
 }
 
 // writeMessage writes head, then data, and half-closes st. A small data
