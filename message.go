@@ -150,6 +150,7 @@ func (h *messageHandler) ServeStream(st *Stream) {
 	switch {
 	case flags&^messageFlagAck != 0:
 		r.msgStats.malformed.Add(1)
+		st.Session().logger.Debug("yamux: message with unknown flags; refusing", "stream", st.StreamID(), "channel", h.channel, "flags", flags)
 		refuseMessage(st, messageMalformed)
 		return
 	case uint64(n) > uint64(r.maxMessageSize()):
@@ -176,6 +177,7 @@ func (h *messageHandler) ServeStream(st *Stream) {
 		return
 	case !whole:
 		r.msgStats.malformed.Add(1)
+		st.Session().logger.Debug("yamux: message not as long as announced; refusing", "stream", st.StreamID(), "channel", h.channel, "len", n)
 		refuseMessage(st, messageMalformed)
 		return
 	}
@@ -212,9 +214,8 @@ var messageAnswerOK = []byte{prefaceOK, messageOK}
 // readMessage reads exactly n bytes and the FIN behind them. whole is
 // false when the FIN came early or data followed the n bytes; err is the
 // stream's error otherwise (reset, deadline, session end). The buffer
-// grows with what arrives, never ahead of it by more than 64 KiB or
-// twice what came, so that a length the sender does not follow up costs
-// nothing.
+// grows with what arrives, to at most 64 KiB or twice what came, so that
+// a length the sender does not follow up costs at most 64 KiB.
 func readMessage(st *Stream, n int) (data []byte, whole bool, err error) {
 	const first = 64 << 10
 	buf := make([]byte, 0, min(n, first))
@@ -356,8 +357,8 @@ func (s *Session) Send(ctx context.Context, channel string, data []byte) error {
 
 // SendAck is [Session.Send] that also waits for the peer's handler to have
 // returned: the peer answers only then. A caller that waits for each
-// SendAck before the next has its messages handled one after another, in
-// order. It returns the errors of Send; when ctx ends while the handler
+// SendAck to return nil before it sends the next has its messages handled
+// one after another, in order. It returns the errors of Send; when ctx ends while the handler
 // runs, the error wraps [ErrMessageUnconfirmed] and ctx.Err(), although
 // the handler has the message. It is safe for concurrent use.
 func (s *Session) SendAck(ctx context.Context, channel string, data []byte) error {

@@ -89,7 +89,8 @@ type Router struct {
 	// (spec.md §4) and its sender's Send waits, so that messages hold at
 	// most MaxConcurrentMessages × MaxMessageSize bytes besides the
 	// windows. A message keeps its slot until its handler returns. Zero
-	// or negative means 64. Read at the first message: set it before.
+	// or negative means 64. Read once, at the first message (or
+	// [Router.Stats]): set it before.
 	MaxConcurrentMessages int
 
 	// MessageTimeout bounds the reading of one message once it has a

@@ -107,7 +107,8 @@ type RouterStats struct {
 }
 
 // Stats returns a snapshot of the Router's message counters. It does not
-// block and is safe for concurrent use.
+// block and is safe for concurrent use. Like the first message, it fixes
+// MaxConcurrentMessages.
 func (r *Router) Stats() RouterStats {
 	c := &r.msgStats
 	return RouterStats{
