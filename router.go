@@ -149,7 +149,9 @@ func (r *Router) HandleFunc(name string, f func(st *Stream)) {
 // preface does not arrive in time or is cut off, st is reset; when it is
 // malformed or names no handler, the matching status is written, followed
 // by FIN and RST. It never closes st after a handler returns: a
-// [SessionServer] does that.
+// [SessionServer] does that. A message stream (spec.md §10) it reads,
+// answers and closes itself, and it returns when the message's handler
+// has returned.
 func (r *Router) ServeStream(st *Stream) {
 	timeout := r.PrefaceTimeout
 	if timeout <= 0 {
