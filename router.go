@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 )
@@ -22,8 +23,8 @@ var (
 	ErrUnknownStreamName = errors.New("yamux: unknown stream name")
 
 	// ErrInvalidStreamName is returned by [Session.OpenNamed] and
-	// [Pool.OpenNamed] for a name that is empty or longer than 255 bytes;
-	// no stream is opened.
+	// [Pool.OpenNamed] for a name that is empty, longer than 255 bytes,
+	// or reserved (first byte 0, spec.md §10); no stream is opened.
 	ErrInvalidStreamName = errors.New("yamux: invalid stream name")
 
 	// ErrBadStreamPreface is returned by [Session.OpenNamed] and
@@ -57,9 +58,15 @@ var _ StreamHandler = (*Router)(nil)
 // A stream whose preface does not arrive within PrefaceTimeout is reset,
 // so a silent or slow opener cannot hold the goroutine.
 //
+// It also receives messages ([Router.HandleMessage], spec.md §10): each is
+// a stream with a reserved name, read whole within MaxMessageSize,
+// MaxConcurrentMessages and MessageTimeout, then handed to the channel's
+// function; [Router.Stats] counts what was delivered and refused.
+//
 // Use it as [SessionServer.Handler], or call ServeStream from your own
-// accept loop. Handle and HandleFunc may be called at any time, also
-// while streams are served; all methods are safe for concurrent use. The
+// accept loop. Handle, HandleFunc and HandleMessage may be called at any
+// time, also while streams are served; all methods are safe for
+// concurrent use. Set the fields before the first stream is served. The
 // zero value is an empty router.
 type Router struct {
 	// PrefaceTimeout bounds the wait for the opener's preface (length byte
@@ -67,14 +74,44 @@ type Router struct {
 	// or negative means 10s.
 	PrefaceTimeout time.Duration
 
+	// MaxMessageSize is the largest message, in bytes, that the handlers
+	// registered with [Router.HandleMessage] accept (spec.md §10). A
+	// message announcing a larger length is refused from its header, with
+	// RST, before any of it is read, and counted in
+	// RouterStats.MessagesTooLarge; the sender's Send returns
+	// [ErrMessageTooLarge]. Zero or negative means 1 MiB; the format
+	// allows at most 4 GiB - 1.
+	MaxMessageSize int
+
+	// MaxConcurrentMessages caps the messages being read or handled at
+	// once, over all the sessions the Router serves. A message beyond it
+	// waits, unread: its bytes stay in its stream's receive window
+	// (spec.md §4) and its sender's Send waits, so that messages hold at
+	// most MaxConcurrentMessages × MaxMessageSize bytes besides the
+	// windows. A message keeps its slot until its handler returns. Zero
+	// or negative means 64. Read once, at the first message (or
+	// [Router.Stats]): set it before.
+	MaxConcurrentMessages int
+
+	// MessageTimeout bounds the reading of one message once it has a
+	// slot: if its last byte and FIN have not arrived by then, the stream
+	// is reset and the message dropped (counted in
+	// RouterStats.MessagesAbandoned). Zero or negative means 30s.
+	MessageTimeout time.Duration
+
 	mu       sync.RWMutex
 	handlers map[string]StreamHandler
+
+	slotsOnce sync.Once
+	slots     chan struct{} // MaxConcurrentMessages tokens; made by messageSlots
+	msgStats  messageCounters
 }
 
 // Handle registers h for streams named name. It panics, like
-// http.ServeMux.Handle, when name is empty or longer than 255 bytes, when
-// h is nil, or when name already has a handler: those are programming
-// errors.
+// http.ServeMux.Handle, when name is empty, longer than 255 bytes or
+// reserved (its first byte is 0, spec.md §10: the namespace of
+// [Router.HandleMessage]), when h is nil, or when name already has a
+// handler: those are programming errors.
 func (r *Router) Handle(name string, h StreamHandler) {
 	if err := checkStreamName(name); err != nil {
 		panic(err)
@@ -82,13 +119,18 @@ func (r *Router) Handle(name string, h StreamHandler) {
 	if h == nil {
 		panic("yamux: Router.Handle: nil handler for " + name)
 	}
+	r.register(name, h)
+}
+
+// register adds h under name, panicking when name is taken.
+func (r *Router) register(name string, h StreamHandler) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.handlers == nil {
 		r.handlers = make(map[string]StreamHandler)
 	}
 	if _, dup := r.handlers[name]; dup {
-		panic("yamux: Router.Handle: name registered twice: " + name)
+		panic(fmt.Sprintf("yamux: Router: name registered twice: %q", name))
 	}
 	r.handlers[name] = h
 }
@@ -107,7 +149,9 @@ func (r *Router) HandleFunc(name string, f func(st *Stream)) {
 // preface does not arrive in time or is cut off, st is reset; when it is
 // malformed or names no handler, the matching status is written, followed
 // by FIN and RST. It never closes st after a handler returns: a
-// [SessionServer] does that.
+// [SessionServer] does that. A message stream (spec.md §10) it reads,
+// answers and closes itself, and it returns when the message's handler
+// has returned.
 func (r *Router) ServeStream(st *Stream) {
 	timeout := r.PrefaceTimeout
 	if timeout <= 0 {
@@ -139,6 +183,10 @@ func (r *Router) ServeStream(st *Stream) {
 		refuseStream(st, prefaceUnknown)
 		return
 	}
+	if mh, ok := h.(*messageHandler); ok {
+		mh.ServeStream(st) // answers the preface with the message (spec.md §10)
+		return
+	}
 	if _, err := st.Write([]byte{prefaceOK}); err != nil {
 		st.Reset()
 		return
@@ -159,6 +207,9 @@ func refuseStream(st *Stream, status byte) {
 func checkStreamName(name string) error {
 	if len(name) == 0 || len(name) > maxStreamName {
 		return fmt.Errorf("%w: length %d not in 1..%d", ErrInvalidStreamName, len(name), maxStreamName)
+	}
+	if strings.HasPrefix(name, reservedNamePrefix) {
+		return fmt.Errorf("%w: %q is reserved (first byte 0)", ErrInvalidStreamName, name)
 	}
 	return nil
 }

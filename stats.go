@@ -90,3 +90,35 @@ func (st *Stream) Stats() StreamStats {
 		MaxWindowSize:  st.sess.cfg.MaxStreamWindowSize,
 	}
 }
+
+// messageCounters are a Router's message counters (spec.md §10).
+type messageCounters struct {
+	delivered atomic.Uint64
+	tooLarge  atomic.Uint64
+	malformed atomic.Uint64
+	abandoned atomic.Uint64
+}
+
+// RouterStats is a snapshot of a [Router]'s message counters, over every
+// session it served.
+type RouterStats struct {
+	MessagesDelivered uint64 // handed to a handler
+	MessagesTooLarge  uint64 // refused with RST from their length, over MaxMessageSize; never buffered
+	MessagesMalformed uint64 // refused with RST: unknown header flags, or not exactly their length before FIN
+	MessagesAbandoned uint64 // dropped unanswered: the sender reset or went silent (PrefaceTimeout, MessageTimeout), or the session ended
+	MessagesActive    int    // holding a slot now: being read or handled (at most MaxConcurrentMessages)
+}
+
+// Stats returns a snapshot of the Router's message counters. It does not
+// block and is safe for concurrent use. Like the first message, it fixes
+// MaxConcurrentMessages.
+func (r *Router) Stats() RouterStats {
+	c := &r.msgStats
+	return RouterStats{
+		MessagesDelivered: c.delivered.Load(),
+		MessagesTooLarge:  c.tooLarge.Load(),
+		MessagesMalformed: c.malformed.Load(),
+		MessagesAbandoned: c.abandoned.Load(),
+		MessagesActive:    len(r.messageSlots()),
+	}
+}

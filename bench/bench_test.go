@@ -126,6 +126,42 @@ func benchRPC(b *testing.B, proto func() (rpcProto, error)) {
 	}
 }
 
+// BenchmarkMessage is scenario 8: one message of 128 B or 64 KiB per new
+// stream, answered with one byte, 1 or 64 at once. Ours: Session.Send
+// (mode=send: answered once received) and SendAck (mode=ack: once the
+// handler returned) to a Router, and the hand-written pattern on our
+// streams (mode=stream); hashicorp and libp2p: the hand-written pattern
+// (see scenario_message.go).
+func BenchmarkMessage(b *testing.B) {
+	for _, c := range msgCases() {
+		for _, size := range messageSizes {
+			for _, conc := range []int{1, 64} {
+				b.Run(fmt.Sprintf("mode=%s/impl=%s/size=%s/conc=%d", c.mode, c.im.name(), sizeName(int64(size)), conc), func(b *testing.B) {
+					g, err := newMsgRig(c.im, c.proto(), size, conc)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer closeRig(b, g)
+					b.SetBytes(int64(size))
+					b.ReportAllocs()
+					for b.Loop() {
+						if err := g.op(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := g.finish(); err != nil {
+						b.Fatal(err)
+					}
+					lat := g.latencies()
+					b.ReportMetric(perSecond(b, b.N), "msg/s")
+					b.ReportMetric(float64(percentile(lat, 50))/1e3, "p50-µs")
+					b.ReportMetric(float64(percentile(lat, 99))/1e3, "p99-µs")
+				})
+			}
+		}
+	}
+}
+
 // BenchmarkPingPong is scenario 4: 64 B messages echoed on one stream; an
 // op is one round trip.
 func BenchmarkPingPong(b *testing.B) {

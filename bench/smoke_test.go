@@ -94,6 +94,33 @@ func smokeImpl(t *testing.T, im impl) {
 		}
 	})
 
+	t.Run("message", func(t *testing.T) {
+		for _, c := range msgCases() {
+			if c.im.name() != im.name() {
+				continue
+			}
+			for _, size := range messageSizes {
+				for _, conc := range []int{1, 8} {
+					name := fmt.Sprintf("message mode=%s size=%d conc=%d", c.mode, size, conc)
+					g, err := newMsgRig(c.im, c.proto(), size, conc)
+					if !check(name, err) {
+						continue
+					}
+					const msgs = 24
+					for range msgs {
+						check(name+" op", g.op())
+					}
+					if check(name+" finish", g.finish()) {
+						if lat := g.latencies(); len(lat) != msgs || lat[0] <= 0 {
+							t.Errorf("%s: %d latencies (first %v), want %d positive", name, len(lat), lat[0], msgs)
+						}
+					}
+					check(name+" close", g.close()) // also checks every message was handed over
+				}
+			}
+		}
+	})
+
 	t.Run("pingpong", func(t *testing.T) {
 		g, err := newPingPongRig(im, 64)
 		if !check("pingpong", err) {
