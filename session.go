@@ -245,8 +245,9 @@ func (s *Session) newOutgoingStream() (*Stream, error) {
 		return nil, s.remoteGoAway
 	case s.nextID > math.MaxUint32:
 		return nil, ErrStreamsExhausted
-	case !s.reserveWindow(s.cfg.InitialStreamWindowSize):
-		return nil, ErrReceiveBufferFull
+	}
+	if err := s.reserveInitial(s.cfg.InitialStreamWindowSize); err != nil {
+		return nil, err
 	}
 	id := uint32(s.nextID)
 	s.nextID += 2
@@ -408,6 +409,7 @@ func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
 	for _, st := range streams {
 		st.abort(err)
 	}
+	s.releaseAborted(streams)
 }
 
 // closeConn closes the connection once; the send loop calls it when its
@@ -473,7 +475,7 @@ func (s *Session) forgetStream(st *Stream) {
 	token := st.synToken
 	st.synToken = false
 	st.mu.Unlock()
-	s.budget.Add(int64(window))
+	s.releaseWindow(window)
 	if token {
 		<-s.synSem
 	}

@@ -171,7 +171,7 @@ func (st *Stream) tuneWindowLocked(now time.Time) uint32 {
 	}
 	grown := min(uint64(st.windowSize)*2, uint64(max))
 	growth := uint32(grown) - st.windowSize
-	if st.forgotten || !st.sess.reserveWindow(growth) {
+	if st.forgotten || !st.sess.reserveGrowth(growth) {
 		return 0
 	}
 	st.windowSize = uint32(grown)
@@ -443,14 +443,18 @@ func (st *Stream) discardLocked() uint32 {
 // Reset aborts the stream in both directions: it sends RST, and blocked and
 // later Reads and Writes on both ends fail with [ErrStreamReset]. Data not
 // yet delivered is discarded. The RST follows what this stream already
-// queued (a FIN from CloseWrite among it) and is not waited for.
-func (st *Stream) Reset() error {
+// queued (a FIN from CloseWrite among it) and is not waited for. To send
+// an error code with the RST, use [Stream.ResetWithCode].
+func (st *Stream) Reset() error { return st.reset(0, ErrStreamReset) }
+
+// reset is Reset with code in the RST frame and err for our own calls.
+func (st *Stream) reset(code uint32, err error) error {
 	st.mu.Lock()
 	if st.forgotten || st.err != nil {
 		st.mu.Unlock()
 		return nil
 	}
-	st.err = ErrStreamReset
+	st.err = err
 	st.sess.stats.streamsReset.Add(1)
 	st.recv.reset()
 	st.cond.Broadcast()
@@ -458,7 +462,7 @@ func (st *Stream) Reset() error {
 	// The data queue, not the control queue: control frames overtake
 	// data, and an RST that overtook our own FIN would discard what the
 	// FIN completed (spec.md §3.4).
-	st.sess.post(st.sess.dataCh, encodeHeader(typeWindowUpdate, flagRST, st.id, 0))
+	st.sess.post(st.sess.dataCh, encodeHeader(typeWindowUpdate, flagRST, st.id, code))
 	st.forget()
 	return nil
 }
