@@ -270,4 +270,3 @@ func TestMemoryManagerGrowth(t *testing.T) {
 		})
 	}
 }
-
