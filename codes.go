@@ -45,22 +45,26 @@ func (st *Stream) ResetWithCode(code uint32) error {
 	if code == 0 {
 		return st.Reset()
 	}
-	return st.reset(code, &StreamError{Code: code})
+	st.mu.Lock()
+	st.rstCode = code // read by the in-order RST that evReset queues
+	forget := st.handleLocked(evReset, &StreamError{Code: code})
+	st.mu.Unlock()
+	st.finish(forget)
+	return nil
 }
 
 // resetByPeer applies an RST received on a WindowUpdate, whose length is
-// the peer's error code (0: none). Only an ACK in the same frame is
-// applied as well: after RST nothing else matters.
+// the peer's error code (0: none, a plain ErrStreamReset). The frame's
+// other flags are applied first, in flagsLocked's order.
 func (st *Stream) resetByPeer(code uint32, fl flags) error {
 	if code == 0 {
 		return st.addSendWindow(0, fl)
 	}
 	st.mu.Lock()
-	ack := st.applyFlagsLocked(fl & flagACK)
-	a := st.resetLocked(&StreamError{Code: code, Remote: true}, false)
+	releaseSyn, forget := st.flagsLocked(fl &^ flagRST)
+	forget = st.handleLocked(evRST, &StreamError{Code: code, Remote: true}) || forget
 	st.mu.Unlock()
-	a.releaseSyn = a.releaseSyn || ack.releaseSyn
-	st.apply(a)
+	st.afterFlags(releaseSyn, forget)
 	return nil
 }
 
@@ -124,33 +128,37 @@ func (s *Session) reserveMemory(n uint32, prio uint8) error {
 // MaxReceiveBuffer budget, then from the MemoryManager. The error wraps
 // [ErrReceiveBufferFull] (and the manager's refusal).
 func (s *Session) reserveInitial(n uint32) error {
-	if !s.reserveWindow(n) {
+	if !s.reserve(n) {
 		return ErrReceiveBufferFull
 	}
 	if err := s.reserveMemory(n, memPrioInitial); err != nil {
-		s.budget.Add(int64(n))
+		s.release(n)
 		return fmt.Errorf("%w: %w", ErrReceiveBufferFull, err)
 	}
 	return nil
 }
 
-// reserveGrowth takes n more bytes of window for a stream that grows, like
-// reserveInitial, and reports whether it got them.
-func (s *Session) reserveGrowth(n uint32) bool {
-	if !s.reserveWindow(n) {
+// growthBudget is the budget (flow.go) a stream's window grows from: the
+// session's MaxReceiveBuffer, then the MemoryManager at growth priority.
+type growthBudget struct{ s *Session }
+
+func (b growthBudget) reserve(n uint32) bool {
+	if !b.s.reserve(n) {
 		return false
 	}
-	if err := s.reserveMemory(n, memPrioGrowth); err != nil {
-		s.budget.Add(int64(n))
+	if err := b.s.reserveMemory(n, memPrioGrowth); err != nil {
+		b.s.release(n)
 		return false
 	}
 	return true
 }
 
+func (b growthBudget) release(n uint32) { b.s.releaseWindow(n) }
+
 // releaseWindow gives back a forgotten stream's window, to the budget and
 // to the MemoryManager.
 func (s *Session) releaseWindow(n uint32) {
-	s.budget.Add(int64(n))
+	s.release(n)
 	if s.cfg.MemoryManager != nil && n > 0 {
 		s.cfg.MemoryManager.ReleaseMemory(int(n))
 	}
@@ -158,14 +166,15 @@ func (s *Session) releaseWindow(n uint32) {
 
 // releaseAborted releases the windows of streams that a session's end
 // aborted: they are never forgotten one by one. abort marked them
-// forgotten, so their windows no longer change.
+// forgotten, so their windows no longer grow (Read then grows from
+// noBudget).
 func (s *Session) releaseAborted(streams []*Stream) {
 	if s.cfg.MemoryManager == nil {
 		return
 	}
 	for _, st := range streams {
 		st.mu.Lock()
-		n := st.windowSize
+		n := st.in.size
 		st.mu.Unlock()
 		s.releaseWindow(n)
 	}

@@ -4,9 +4,10 @@ import "fmt"
 
 // GoAway tells the peer that this end accepts no new streams: their SYNs
 // are refused with RST from now on, and our own OpenStream fails with
-// [ErrLocalGoAway]. Existing streams continue. It blocks until the frame
-// is written and returns nil, or an error wrapping [ErrSessionShutdown].
-// Calling it again does nothing.
+// [ErrLocalGoAway]. Existing streams continue. It queues the frame ahead
+// of data and returns without waiting for it to be written: nil, or an
+// error wrapping [ErrSessionShutdown] when the session has ended. Calling
+// it again does nothing.
 func (s *Session) GoAway() error {
 	s.mu.Lock()
 	if s.err != nil {
@@ -20,7 +21,8 @@ func (s *Session) GoAway() error {
 	s.localGoAway = true
 	s.setDrainingLocked()
 	s.mu.Unlock()
-	return s.sendAndWait(s.ctrlCh, encodeHeader(typeGoAway, 0, 0, uint32(GoAwayNormal)), nil)
+	s.sq.pushCtrl(encodeHeader(typeGoAway, 0, 0, uint32(GoAwayNormal)))
+	return nil
 }
 
 // handleGoAway records the peer's GoAway. Normal means "no new streams":

@@ -60,13 +60,15 @@ func (s *Session) setDrainingLocked() {
 	}
 }
 
-// Shutdown ends the session gracefully: it sends GoAway(normal), so that no
-// new stream is opened in either direction, waits until every open stream
-// has finished (FIN both ways, or reset), then closes the session. If ctx
-// ends first, the remaining streams are reset and the session is closed
-// anyway. It returns nil when every stream finished, ctx.Err() when some
-// were reset, or an error wrapping [ErrSessionShutdown] when the session
-// had already ended for another reason. Streams still waiting in the
+// Shutdown ends the session gracefully: it queues GoAway(normal), so that
+// no new stream is opened in either direction, waits until every open
+// stream has finished (FIN both ways, or reset), then closes the session
+// as [Session.Close] does. It returns nil when every stream finished, or an
+// error wrapping [ErrSessionShutdown] when the session had already ended
+// for another reason. When ctx ends first, whatever the connection is
+// doing, it resets the remaining streams, starts closing the session and
+// returns ctx.Err() at once; the session's goroutines then finish within
+// closeFlushLimit, and Close waits for them. Streams still waiting in the
 // accept backlog count as open: accept and finish them, or they run out
 // the context. Like http.Server.Shutdown.
 func (s *Session) Shutdown(ctx context.Context) error {
@@ -77,18 +79,33 @@ func (s *Session) Shutdown(ctx context.Context) error {
 		select {
 		case <-s.idleCh:
 		case <-s.doneCh:
-			s.wg.Wait()
+			if err := s.waitLoops(ctx); err != nil {
+				return err
+			}
 			if err := s.Err(); !isLocalClose(err) {
 				return err
 			}
 			return nil
 		case <-ctx.Done():
 			s.resetAll()
-			s.Close()
+			s.shutdown(ErrLocalClose, GoAwayNormal, true)
 			return ctx.Err()
 		}
 	}
-	s.Close()
+	s.shutdown(ErrLocalClose, GoAwayNormal, true)
+	return s.waitLoops(ctx)
+}
+
+// waitLoops waits until the receive and send loops have returned, or ctx
+// ends (then it returns ctx.Err()).
+func (s *Session) waitLoops(ctx context.Context) error {
+	for _, ch := range []chan struct{}{s.sendDone, s.recvDone} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 

@@ -51,7 +51,7 @@ func (s *Session) startPing() (*pendingPing, error) {
 	p := &pendingPing{sent: time.Now(), done: make(chan struct{})}
 	s.pings[id] = p
 	s.mu.Unlock()
-	s.sendCtrl(encodeHeader(typePing, flagSYN, 0, id))
+	s.sq.pushCtrl(encodeHeader(typePing, flagSYN, 0, id))
 	return p, nil
 }
 
@@ -66,9 +66,7 @@ func (s *Session) handlePing(h header) error {
 	fl, opaque := h.flags(), h.length()
 	switch {
 	case fl&flagSYN != 0:
-		select {
-		case s.pingAcks <- opaque:
-		default:
+		if !s.sq.pushPingAck(opaque) {
 			s.stats.pingsDropped.Add(1)
 		}
 	case fl&flagACK != 0:

@@ -216,7 +216,9 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 		s.mu.Unlock()
 		s.stats.streamsRefused.Add(1)
 		s.logger.Debug("yamux: refusing stream", "stream", id, "why", refuse)
-		s.sendCtrl(encodeHeader(typeWindowUpdate, flagRST, id, 0))
+		if !s.sq.pushRefusal(id) {
+			s.stats.refusalsUnsent.Add(1)
+		}
 		return nil, nil
 	}
 	st := newStream(s, id, false)
@@ -232,8 +234,8 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 	s.stats.streamsRefused.Add(1)
 	s.logger.Warn("yamux: accept backlog full, refusing stream", "stream", id)
 	st.mu.Lock()
-	a := st.resetLocked(ErrStreamReset, true)
+	forget := st.handleLocked(evRefuse, nil)
 	st.mu.Unlock()
-	st.apply(a)
+	st.finish(forget)
 	return nil, nil
 }

@@ -160,7 +160,7 @@ func (g *gatedServer) closeWhenWriting() <-chan error {
 	go func() { cerr <- g.st.Close() }()
 	for {
 		g.st.mu.Lock()
-		c := g.st.closed
+		c := g.st.state.closed
 		g.st.mu.Unlock()
 		if c {
 			return cerr

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -23,42 +24,51 @@ const (
 // sendBatch is the send loop's private state for one write.
 type sendBatch struct {
 	// ctrl frames are written before data frames of the same batch. That
-	// order is what lets OpenStream and AcceptStream queue SYN and ACK on
-	// the control queue without waiting: the stream's first data, queued
-	// after them, can at worst be taken into the same batch, never an
-	// earlier one (see gather).
-	ctrl  []*outFrame
-	data  []*outFrame
-	bytes int
-	buf   []byte      // headers and small payloads, copied
-	vec   net.Buffers // segments of the write: slices of buf and large payloads
-	wv    net.Buffers // what WriteTo consumes; a field so that it does not escape
+	// order is what lets OpenStream and AcceptStream list SYN and ACK
+	// without waiting: the stream's first data, queued after them, can at
+	// worst be taken into the same batch, never an earlier one (see
+	// sendQueue.take, which takes every listed stream with the data).
+	ctrl      []header
+	streams   []*Stream // streams whose control frames go into ctrl
+	data      []*outFrame
+	dataBytes int
+	buf       []byte      // headers and small payloads, copied; nil while idle
+	bufp      *[]byte     // the pooled slice buf came from
+	vec       net.Buffers // segments of the write: slices of buf and large payloads
+	wv        net.Buffers // what WriteTo consumes; a field so that it does not escape
 }
 
-// sendLoop is the only writer of the connection. It takes control frames
-// first (ping replies, window updates, RST, SYN/ACK, GoAway), then data, and
-// writes everything it has gathered with one write. When the session ends it
-// writes what is still queued and the final GoAway, then closes the
+// batchBufSize is the room for headers and small payloads of one batch.
+const batchBufSize = 64 << 10
+
+// batchBufs lends batch buffers to busy send loops: an idle session holds
+// none (batch.idle gives it back).
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, batchBufSize); return &b }}
+
+// idle gives the batch's buffer back while the send loop waits for work.
+func (b *sendBatch) idle() {
+	if b.bufp != nil {
+		*b.bufp = b.buf[:0]
+		batchBufs.Put(b.bufp)
+		b.buf, b.bufp = nil, nil
+	}
+	clear(b.vec[:cap(b.vec)])
+	b.vec = b.vec[:0]
+}
+
+// sendLoop is the only writer of the connection. It takes everything queued
+// (control frames first: ping answers, window updates, RST, SYN/ACK,
+// GoAway; then data) and writes it with one write. When the session ends
+// it writes what is still queued and the final GoAway, then closes the
 // connection.
 func (s *Session) sendLoop() {
 	defer s.wg.Done()
 	defer close(s.sendDone)
 	defer s.closeConn()
 
-	b := &sendBatch{buf: make([]byte, 0, 64<<10)}
-	for {
-		select {
-		case f := <-s.ctrlCh:
-			b.addCtrl(f)
-		case f := <-s.dataCh:
-			b.addData(f)
-		case opaque := <-s.pingAcks:
-			b.addCtrl(s.pingAckFrame(opaque))
-		case <-s.doneCh:
-			s.finalFlush(b)
-			return
-		}
-		s.gather(b)
+	b := &sendBatch{}
+	defer b.idle()
+	for s.sq.take(b, s.doneCh) {
 		if err := s.writeBatch(b); err != nil {
 			s.writeFailed(err)
 			s.completeBatch(b, err)
@@ -67,74 +77,7 @@ func (s *Session) sendLoop() {
 		}
 		s.completeBatch(b, nil)
 	}
-}
-
-// gather adds whatever else is queued, within the batch limits: a few ping
-// answers first (round trips must not wait behind bulk data), then control
-// frames before data, then more ping answers if there is room. A ping
-// flood can take at most a quarter of a batch from the other frames.
-//
-// Last it takes every control frame queued by then, past the limits. A
-// SYN or ACK is queued before its stream's first data, so if that data is
-// in this batch, its SYN or ACK is in the control queue already and lands
-// in the same batch, which writes control frames first.
-func (s *Session) gather(b *sendBatch) {
-	s.gatherPings(b, maxBatchFrames/4)
-	for b.count() < maxBatchFrames {
-		select {
-		case f := <-s.ctrlCh:
-			b.addCtrl(f)
-			continue
-		default:
-		}
-		if b.bytes >= maxBatchBytes {
-			break
-		}
-		select {
-		case f := <-s.dataCh:
-			b.addData(f)
-			continue
-		default:
-		}
-		break
-	}
-	s.gatherPings(b, maxBatchFrames)
-	for range ctrlQueueLen { // at most what the queue held when we started
-		select {
-		case f := <-s.ctrlCh:
-			b.addCtrl(f)
-			continue
-		default:
-		}
-		break
-	}
-}
-
-// gatherPings adds queued ping answers while the batch has fewer than
-// limit frames.
-func (s *Session) gatherPings(b *sendBatch, limit int) {
-	for b.count() < limit {
-		select {
-		case opaque := <-s.pingAcks:
-			b.addCtrl(s.pingAckFrame(opaque))
-		default:
-			return
-		}
-	}
-}
-
-func (s *Session) pingAckFrame(opaque uint32) *outFrame {
-	return s.frames.get(encodeHeader(typePing, flagACK, 0, opaque), nil, false)
-}
-
-func (b *sendBatch) addCtrl(f *outFrame) {
-	b.ctrl = append(b.ctrl, f)
-	b.bytes += headerSize + len(f.body)
-}
-
-func (b *sendBatch) addData(f *outFrame) {
-	b.data = append(b.data, f)
-	b.bytes += headerSize + len(f.body)
+	s.finalFlush(b)
 }
 
 func (b *sendBatch) count() int { return len(b.ctrl) + len(b.data) }
@@ -142,22 +85,32 @@ func (b *sendBatch) count() int { return len(b.ctrl) + len(b.data) }
 // writeBatch writes every gathered frame with one write; completeBatch
 // then reports the outcome.
 func (s *Session) writeBatch(b *sendBatch) error {
+	for i, st := range b.streams {
+		b.ctrl = st.takeCtrl(b.ctrl)
+		b.streams[i] = nil
+	}
+	b.streams = b.streams[:0]
 	if b.count() == 0 {
 		return nil
 	}
+	if b.bufp == nil {
+		b.bufp = batchBufs.Get().(*[]byte)
+		b.buf = *b.bufp
+	}
 	b.buf = b.buf[:0]
 	b.vec = b.vec[:0]
+	for _, h := range b.ctrl {
+		b.buf = append(b.buf, h[:]...)
+	}
 	start := 0
-	for _, frames := range [2][]*outFrame{b.ctrl, b.data} {
-		for _, f := range frames {
-			b.buf = append(b.buf, f.hdr[:]...)
-			if len(f.body) <= coalesceLimit {
-				b.buf = append(b.buf, f.body...)
-				continue
-			}
-			b.vec = append(b.vec, b.buf[start:len(b.buf)], f.body)
-			start = len(b.buf)
+	for _, f := range b.data {
+		b.buf = append(b.buf, f.hdr[:]...)
+		if len(f.body) <= coalesceLimit {
+			b.buf = append(b.buf, f.body...)
+			continue
 		}
+		b.vec = append(b.vec, b.buf[start:len(b.buf)], f.body)
+		start = len(b.buf)
 	}
 	if start < len(b.buf) {
 		b.vec = append(b.vec, b.buf[start:])
@@ -166,7 +119,7 @@ func (s *Session) writeBatch(b *sendBatch) error {
 	err := s.writeConn(&b.wv)
 	if err == nil {
 		s.stats.framesSent.Add(uint64(b.count()))
-		s.stats.bytesSent.Add(uint64(b.bytes))
+		s.stats.bytesSent.Add(uint64(len(b.ctrl)*headerSize + b.dataBytes))
 	}
 	return err
 }
@@ -175,43 +128,64 @@ func (s *Session) writeBatch(b *sendBatch) error {
 // recycles the rest. After a failure the send loop calls it only once the
 // session is shut down, so that a waiter sees the session's cause.
 func (s *Session) completeBatch(b *sendBatch, err error) {
-	for _, frames := range [2][]*outFrame{b.ctrl, b.data} {
-		for i, f := range frames {
-			s.finishFrame(f, err)
-			frames[i] = nil
-		}
+	for i, f := range b.data {
+		s.finishFrame(f, err)
+		b.data[i] = nil
 	}
 	b.ctrl, b.data = b.ctrl[:0], b.data[:0]
-	b.bytes = 0
+	b.dataBytes = 0
 }
 
-// writeConn writes segments under a write deadline ConnectionWriteTimeout
-// ahead (when the connection has deadlines). A deadline hit after some
-// progress is retried: the session only ends, with
-// ErrConnectionWriteTimeout, when a whole timeout passes without a byte
-// written. Moving a deadline costs a timer update, so it is moved only when
-// less than 7/8 of the timeout is left, not for every batch.
+// writeConn writes segments under a write deadline (when the connection
+// has deadlines), and decides when a connection that accepts too little is
+// dead. The deadline is armed a quarter of ConnectionWriteTimeout ahead;
+// moving it costs a timer update, so it is moved only when less than 7/8
+// of that is left, not for every batch. Each time it passes during a
+// write, the quarter is judged: if the connection took at least
+// minWriteProgress/4 bytes in it, it is alive; otherwise it is stalled. The
+// session ends with ErrConnectionWriteTimeout once the connection has been
+// stalled for a whole ConnectionWriteTimeout. A peer that stops reading is
+// so detected between 1 and 1.25 timeouts after our last write that moved
+// data (the quarter in which its socket buffers filled counts as alive),
+// and a peer that reads a byte now and then cannot stretch it.
 func (s *Session) writeConn(vec *net.Buffers) error {
 	dl, hasDeadline := s.conn.(interface{ SetWriteDeadline(time.Time) error })
-	timeout := s.cfg.ConnectionWriteTimeout
+	quarter := s.cfg.ConnectionWriteTimeout / 4
 	for {
 		if hasDeadline {
 			now := time.Now()
-			if s.writeDeadline.Sub(now) < timeout-timeout/8 {
-				s.writeDeadline = now.Add(timeout)
+			if s.writeDeadline.Sub(now) < quarter-quarter/8 {
+				s.writeDeadline = now.Add(quarter)
+				s.quarterBytes = 0
 				dl.SetWriteDeadline(s.writeDeadline)
 			}
 		}
 		n, err := writeAll(s.conn, vec, s.vectored)
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		s.quarterBytes += n
+		if err == nil {
+			s.stallStart = time.Time{}
+			return nil
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
-		if n == 0 {
+		switch {
+		case s.quarterBytes >= minWriteProgress/4:
+			s.stallStart = time.Time{}
+		case s.stallStart.IsZero():
+			s.stallStart = s.writeDeadline.Add(-quarter)
+		}
+		if !s.stallStart.IsZero() && time.Since(s.stallStart) >= s.cfg.ConnectionWriteTimeout {
 			return ErrConnectionWriteTimeout
 		}
-		s.writeDeadline = time.Time{} // progress: a full timeout again
+		s.writeDeadline = time.Time{} // arm the next quarter
 	}
 }
+
+// minWriteProgress is the least a connection must carry per
+// ConnectionWriteTimeout to count as alive (see writeConn): 6.4 KB/s at the
+// default 10 s.
+const minWriteProgress = 64 << 10
 
 // peerCloseGrace is how long a failed write waits for the receive loop to
 // end too. When the peer closed the connection, our write may fail before
@@ -241,10 +215,13 @@ func (s *Session) finalFlush(b *sendBatch) {
 	code := s.finalGoAway
 	s.mu.Unlock()
 	for {
-		s.gather(b)
-		if b.count() == 0 {
+		s.sq.mu.Lock()
+		empty := s.sq.emptyLocked()
+		s.sq.mu.Unlock()
+		if empty {
 			break
 		}
+		s.sq.take(b, nil)
 		err := s.writeBatch(b)
 		s.completeBatch(b, err)
 		if err != nil {
@@ -253,7 +230,7 @@ func (s *Session) finalFlush(b *sendBatch) {
 		}
 	}
 	if code != nil {
-		b.addCtrl(s.frames.get(encodeHeader(typeGoAway, 0, 0, uint32(*code)), nil, false))
+		b.ctrl = append(b.ctrl, encodeHeader(typeGoAway, 0, 0, uint32(*code)))
 		err := s.writeBatch(b)
 		s.completeBatch(b, err)
 		if err == nil {
@@ -279,14 +256,9 @@ func (s *Session) linger() {
 // failQueued answers every frame still queued with err after the
 // connection failed.
 func (s *Session) failQueued(err error) {
-	for {
-		select {
-		case f := <-s.ctrlCh:
+	for _, f := range s.sq.drain() {
+		if f != nil {
 			s.finishFrame(f, err)
-		case f := <-s.dataCh:
-			s.finishFrame(f, err)
-		default:
-			return
 		}
 	}
 }
@@ -298,4 +270,66 @@ func (s *Session) finishFrame(f *outFrame, err error) {
 	} else {
 		s.frames.put(f)
 	}
+}
+
+// waitBy is wait that, when deadline (if not zero) passes first, recalls
+// rest (f and the frames queued after it by the same Write) if the send
+// loop has not taken them yet, and reports that it did. Otherwise it waits
+// for f to be written. A timer is made only while a frame is waited for.
+func (s *Session) waitBy(f *outFrame, deadline time.Time, rest []*outFrame) (err error, recalled bool) {
+	if deadline.IsZero() {
+		return s.wait(f), false
+	}
+	select {
+	case err := <-f.done:
+		return s.frameResult(f, err), false
+	default:
+	}
+	d := time.Until(deadline)
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case err := <-f.done:
+			return s.frameResult(f, err), false
+		case <-s.sendDone:
+			return s.wait(f), false
+		case <-t.C:
+		}
+	}
+	if s.sq.recall(rest) {
+		return ErrTimeout, true
+	}
+	return s.wait(f), false
+}
+
+// wait blocks until the send loop has written f, or has exited.
+func (s *Session) wait(f *outFrame) error {
+	select {
+	case err := <-f.done:
+		return s.frameResult(f, err)
+	case <-s.sendDone:
+		// The send loop is gone and will not touch f again. It may have
+		// written f just before it exited: both cases were ready and
+		// select chose this one, so look at f's result first.
+		select {
+		case err := <-f.done:
+			return s.frameResult(f, err)
+		default:
+		}
+		return s.Err()
+	}
+}
+
+// frameResult recycles a written frame and turns the send loop's result
+// into what the waiting caller returns.
+func (s *Session) frameResult(f *outFrame, err error) error {
+	s.frames.put(f)
+	if err == nil {
+		return nil
+	}
+	if cause := s.Err(); cause != nil {
+		return cause
+	}
+	return sessionError(err)
 }

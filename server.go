@@ -411,33 +411,34 @@ func (srv *SessionServer) beginClose() ([]*Session, error) {
 // [Session.Shutdown] on every live session at once, so that each sends
 // GoAway, lets its open streams finish and then closes. It blocks until
 // every session has closed and every goroutine the server started,
-// handlers included, has returned. When ctx ends first, the remaining
-// streams are reset (their handlers then see [ErrStreamReset]) and
-// Shutdown returns ctx.Err() once those handlers have returned. Otherwise
-// it returns nil, or the error of closing a listener. New connections and
-// sessions are refused from the moment it is called. It is safe to call
-// concurrently with Close and more than once.
+// handlers included, has returned, and then returns nil or the error of
+// closing a listener. When ctx ends first, the remaining streams are reset
+// (their handlers then see [ErrStreamReset]) and Shutdown returns ctx.Err()
+// at once, without waiting for handlers to return: call Close to wait for
+// them. New connections and sessions are refused from the moment it is
+// called. It is safe to call concurrently with Close and more than once.
 func (srv *SessionServer) Shutdown(ctx context.Context) error {
 	sessions, lnErr := srv.beginClose()
-	var wg sync.WaitGroup
-	var ctxErr atomic.Bool
-	for _, s := range sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Shutdown(ctx); err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-				// Streams were reset; an error of a session that had
-				// already ended is not the server's to report.
-				ctxErr.Store(true)
-			}
-		}()
-	}
-	wg.Wait()
-	srv.wg.Wait()
-	if ctxErr.Load() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for _, s := range sessions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.Shutdown(ctx)
+			}()
+		}
+		wg.Wait()
+		srv.wg.Wait()
+	}()
+	select {
+	case <-done:
+		return lnErr
+	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return lnErr
 }
 
 // Close stops the server at once: it closes the listeners (Serve returns

@@ -68,12 +68,12 @@ type Session struct {
 	small   [smallPayload]byte // receive loop only: a small payload on its way
 
 	writeDeadline time.Time // send loop only: the connection's write deadline
+	quarterBytes  int64     // send loop only: bytes written since writeDeadline was armed
+	stallStart    time.Time // send loop only: since when writes are stalled (zero: they move)
 
-	ctrlCh   chan *outFrame // any goroutine -> send loop; written before data
-	dataCh   chan *outFrame // any goroutine -> send loop; data and FIN, FIFO
-	pingAcks chan uint32    // receive loop -> send loop: opaque values of pings to answer; full: dropped
-	acceptCh chan *Stream   // receive loop -> AcceptStream; cap AcceptBacklog
-	synSem   chan struct{}  // one token per stream we opened that awaits its ACK
+	sq       sendQueue     // any goroutine -> send loop; never blocks a producer
+	acceptCh chan *Stream  // receive loop -> AcceptStream; cap AcceptBacklog
+	synSem   chan struct{} // one token per stream we opened that awaits its ACK
 	frames   framePool
 
 	openMu sync.Mutex // orders OpenStream's ID allocation with its SYN's enqueue
@@ -143,9 +143,7 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 		client:     client,
 		logger:     cfg.Logger,
 		rd:         bufio.NewReaderSize(conn, readBufferSize),
-		ctrlCh:     make(chan *outFrame, ctrlQueueLen),
-		dataCh:     make(chan *outFrame, dataQueueLen),
-		pingAcks:   make(chan uint32, maxPendingPingAcks),
+		sq:         newSendQueue(),
 		acceptCh:   make(chan *Stream, cfg.AcceptBacklog),
 		synSem:     make(chan struct{}, cfg.AcceptBacklog),
 		doneCh:     make(chan struct{}),
@@ -182,16 +180,7 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 	return s, nil
 }
 
-const (
-	readBufferSize = 16 << 10
-
-	// maxPendingPingAcks bounds the ping answers waiting to be written.
-	// Enough for every keepalive and Ping a sane peer has in flight at
-	// once; a flood beyond it is dropped, not buffered.
-	maxPendingPingAcks = 64
-	ctrlQueueLen       = 256
-	dataQueueLen       = 64
-)
+const readBufferSize = 16 << 10
 
 // IsClient reports whether this is the client end (odd stream IDs).
 func (s *Session) IsClient() bool { return s.client }
@@ -220,14 +209,10 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 	}
 	// The SYN is not waited for: the send loop writes control frames
 	// before data in each batch, so it precedes the stream's data.
-	delta := s.cfg.InitialStreamWindowSize - initialStreamWindow
-	err = s.post(s.ctrlCh, encodeHeader(typeWindowUpdate, flagSYN, st.id, delta))
+	st.mu.Lock()
+	st.queueOpenLocked(flagSYN)
+	st.mu.Unlock()
 	s.openMu.Unlock()
-	if err != nil {
-		st.abort(err)
-		s.forgetStream(st)
-		return nil, err
-	}
 	st.startOpenTimer()
 	s.stats.streamsOpened.Add(1)
 	return st, nil
@@ -277,16 +262,10 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 		return nil, s.Err() // both were ready; the session's end wins
 	}
 	s.stats.streamsAccepted.Add(1)
-	if !st.needsAck() {
-		// Reset by the peer while it waited in the backlog: the user
-		// still gets it (it may hold data and a FIN), but an ACK would
-		// only name a stream the peer has forgotten.
-		return st, nil
-	}
-	delta := s.cfg.InitialStreamWindowSize - initialStreamWindow
-	if err := s.post(s.ctrlCh, encodeHeader(typeWindowUpdate, flagACK, st.id, delta)); err != nil {
-		return nil, err
-	}
+	// A stream the peer reset while it waited in the backlog gets no ACK
+	// (it would only name a stream the peer has forgotten), but the user
+	// still gets it: it may hold data and a FIN.
+	st.accept()
 	return st, nil
 }
 
@@ -354,21 +333,27 @@ func (s *Session) Err() error {
 	return sessionError(s.err)
 }
 
-// Close ends the session: it stops new streams, lets the send loop write
-// what is already queued followed by GoAway(normal) (bounded by
-// ConnectionWriteTimeout, and by closeFlushLimit at most), closes the
-// connection, and waits for the session's goroutines. Blocked calls on the
-// session and its streams return [ErrSessionShutdown]. Close is idempotent
-// and always returns nil.
+// Close ends the session and returns within closeFlushLimit (50 ms),
+// whatever the peer does. It stops new streams and fails blocked and later
+// calls on the session and its streams with [ErrSessionShutdown]; the send
+// loop writes what is already queued (our FINs among it) followed by
+// GoAway(normal), half-closes the connection (when it can, as TCP does)
+// and waits for the peer to close its side, so that a peer that is reading
+// gets all of it without a TCP reset racing it. When closeFlushLimit
+// passes first, the connection is closed as it is: a peer that does not
+// read loses what did not fit, and sees the session end with an error, not
+// a clean end. Close then waits for every goroutine of the session. It is
+// idempotent and always returns nil.
 func (s *Session) Close() error {
 	s.shutdown(ErrLocalClose, GoAwayNormal, true)
 	s.wg.Wait()
 	return nil
 }
 
-// closeFlushLimit caps how long a closing session may spend writing what was
-// queued, so that Close returns promptly even when the peer stopped reading.
-const closeFlushLimit = 2 * time.Second
+// closeFlushLimit bounds how long a closing session may spend writing what
+// was queued and waiting for the peer's end of the connection: Close never
+// waits longer on the peer.
+const closeFlushLimit = 50 * time.Millisecond
 
 // shutdown ends the session once, for cause. With sendGoAway, the send loop
 // writes GoAway(code) after the frames already queued. It does not wait:
@@ -471,7 +456,7 @@ func (s *Session) forgetStream(st *Stream) {
 		}
 	}
 	st.mu.Lock()
-	window := st.windowSize
+	window := st.in.size
 	token := st.synToken
 	st.synToken = false
 	st.mu.Unlock()
@@ -481,9 +466,10 @@ func (s *Session) forgetStream(st *Stream) {
 	}
 }
 
-// reserveWindow takes n bytes from the MaxReceiveBuffer budget, or reports
-// that there is not enough left.
-func (s *Session) reserveWindow(n uint32) bool {
+// reserve takes n bytes from the MaxReceiveBuffer budget, or reports that
+// there is not enough left. With release, it makes the session the budget
+// of its streams' receive windows (flow.go).
+func (s *Session) reserve(n uint32) bool {
 	for {
 		left := s.budget.Load()
 		if left < int64(n) {
@@ -495,101 +481,5 @@ func (s *Session) reserveWindow(n uint32) bool {
 	}
 }
 
-// sendAndWait queues a frame and waits until the send loop has written it,
-// so that body may be reused afterwards. It returns a session error if the
-// session ends first.
-func (s *Session) sendAndWait(ch chan *outFrame, hdr header, body []byte) error {
-	f, err := s.enqueue(ch, hdr, body)
-	if err != nil {
-		return err
-	}
-	return s.wait(f)
-}
-
-// enqueue queues a frame whose sender will wait for it with wait.
-func (s *Session) enqueue(ch chan *outFrame, hdr header, body []byte) (*outFrame, error) {
-	f := s.frames.get(hdr, body, true)
-	select {
-	case ch <- f:
-		return f, nil
-	case <-s.doneCh:
-		s.frames.put(f)
-		return nil, s.Err()
-	}
-}
-
-// enqueueBy is enqueue that also gives up, with ErrTimeout, when deadline
-// (if not zero) passes while the queue is full. A timer is made only then.
-func (s *Session) enqueueBy(ch chan *outFrame, hdr header, body []byte, deadline time.Time) (*outFrame, error) {
-	if deadline.IsZero() {
-		return s.enqueue(ch, hdr, body)
-	}
-	f := s.frames.get(hdr, body, true)
-	select {
-	case ch <- f:
-		return f, nil
-	default:
-	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case ch <- f:
-		return f, nil
-	case <-s.doneCh:
-		s.frames.put(f)
-		return nil, s.Err()
-	case <-t.C:
-		s.frames.put(f)
-		return nil, ErrTimeout
-	}
-}
-
-// wait blocks until the send loop has written f, or has exited.
-func (s *Session) wait(f *outFrame) error {
-	select {
-	case err := <-f.done:
-		return s.frameResult(f, err)
-	case <-s.sendDone:
-		// The send loop is gone and will not touch f again. It may have
-		// written f just before it exited: both cases were ready and
-		// select chose this one, so look at f's result first.
-		select {
-		case err := <-f.done:
-			return s.frameResult(f, err)
-		default:
-		}
-		return s.Err()
-	}
-}
-
-// frameResult recycles a written frame and turns the send loop's result
-// into what the waiting caller returns.
-func (s *Session) frameResult(f *outFrame, err error) error {
-	s.frames.put(f)
-	if err == nil {
-		return nil
-	}
-	if cause := s.Err(); cause != nil {
-		return cause
-	}
-	return sessionError(err)
-}
-
-// sendCtrl queues a control frame without waiting for it to be written.
-// It blocks only while the control queue is full, and gives up when the
-// session ends.
-func (s *Session) sendCtrl(hdr header) { s.post(s.ctrlCh, hdr) }
-
-// post queues a frame without a body and without waiting for it to be
-// written. It blocks only while the queue is full, and returns a session
-// error if the session ended first.
-func (s *Session) post(ch chan *outFrame, hdr header) error {
-	f := s.frames.get(hdr, nil, false)
-	select {
-	case ch <- f:
-		return nil
-	case <-s.doneCh:
-		s.frames.put(f)
-		return s.Err()
-	}
-}
+// release gives n bytes back to the MaxReceiveBuffer budget.
+func (s *Session) release(n uint32) { s.budget.Add(int64(n)) }

@@ -226,7 +226,7 @@ func TestSlowReaderWindowRecovery(t *testing.T) {
 		waitFor(t, func() bool {
 			a.mu.Lock()
 			defer a.mu.Unlock()
-			return a.sendWindow == 0
+			return a.out.avail == 0
 		})
 		select {
 		case err := <-werr:
@@ -364,7 +364,7 @@ func TestCloseUnblocksEverything(t *testing.T) {
 		waitFor(t, func() bool {
 			a.mu.Lock()
 			defer a.mu.Unlock()
-			return a.sendWindow == 0
+			return a.out.avail == 0
 		})
 		client.Close()
 		for i := 0; i < 5; i++ {

@@ -18,6 +18,7 @@ type sessionCounters struct {
 	streamsReset    atomic.Uint64
 	streamsRefused  atomic.Uint64 // SYNs answered with RST by the limits
 	pingsDropped    atomic.Uint64 // pings left unanswered: the answer queue was full
+	refusalsUnsent  atomic.Uint64 // refusal RSTs not sent: maxPendingRefusals were waiting
 	lastFrame       atomic.Int64  // UnixNano of the last frame received
 }
 
@@ -31,6 +32,7 @@ type SessionStats struct {
 	StreamsReset               uint64 // reset by either end, or by a timeout
 	StreamsRefused             uint64 // peer's SYNs refused with RST by a limit or GoAway
 	PingsDropped               uint64 // peer's pings left unanswered in a flood (spec.md §5)
+	RefusalsUnsent             uint64 // refusal RSTs not sent in a SYN flood (spec.md §8)
 	ActiveStreams              int    // streams tracked now (NumStreams)
 	LastRTT                    time.Duration
 	LastFrameReceived          time.Time // zero before the first frame
@@ -51,6 +53,7 @@ func (s *Session) Stats() SessionStats {
 		StreamsReset:    c.streamsReset.Load(),
 		StreamsRefused:  c.streamsRefused.Load(),
 		PingsDropped:    c.pingsDropped.Load(),
+		RefusalsUnsent:  c.refusalsUnsent.Load(),
 		ActiveStreams:   s.NumStreams(),
 		LastRTT:         s.RTT(),
 		State:           s.State(),
@@ -81,9 +84,9 @@ func (st *Stream) Stats() StreamStats {
 		BytesReceived:  st.bytesReceived,
 		FramesSent:     st.framesSent,
 		FramesReceived: st.framesReceived,
-		SendWindow:     st.sendWindow,
-		ReceiveWindow:  st.recvWindow,
-		WindowSize:     st.windowSize,
+		SendWindow:     st.out.avail,
+		ReceiveWindow:  st.in.avail,
+		WindowSize:     st.in.size,
 		MaxWindowSize:  st.sess.cfg.MaxStreamWindowSize,
 	}
 }

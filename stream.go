@@ -18,33 +18,27 @@ const maxDataFrame = 256 << 10
 // with half-close ([Stream.CloseWrite], [Stream.CloseRead]) and reset
 // ([Stream.Reset]). All methods are safe for concurrent use; concurrent
 // Writes are serialised, each written whole before the next starts.
+//
+// Its state changes only through handleLocked (stream_state.go), under mu.
 type Stream struct {
 	id   uint32   // immutable
 	sess *Session // immutable
 
-	writeMu sync.Mutex // serialises Write and CloseWrite, held for the whole call
+	writeMu sync.Mutex // serialises Writes; held for a whole Write, taken before mu
 
 	mu   sync.Mutex
 	cond sync.Cond // on mu; broadcast on every change a Read or Write waits for
 
-	// State, guarded by mu.
-	opened      bool // we opened it (we wait for the peer's ACK)
-	acked       bool // the ACK was received (opener) or sent (acceptor)
-	synToken    bool // holds a Session.synSem token until ACK or forgotten
-	readClosed  bool // the peer's FIN arrived
-	writeClosed bool // our FIN was queued
-	closed      bool // Close was called: Read and Write fail
-	readShut    bool // CloseRead was called: incoming data is dropped
-	forgotten   bool // removed from the session's table
-	rstAfterFIN bool // data came after Close: reset right after our FIN
-	err         error
-
-	recv          recvBuffer
-	recvWindow    uint32    // credit the peer has left
-	windowSize    uint32    // the receive window we currently aim for
-	pendingCredit uint32    // bytes read but not yet returned to the peer
-	epochStart    time.Time // auto-tuning: when the last window update went out
-	sendWindow    uint32
+	// Guarded by mu.
+	state    streamState
+	opened   bool   // immutable after newStream: we opened it (we wait for the peer's ACK)
+	synToken bool   // holds a Session.synSem token until the ACK arrives or the stream is forgotten
+	err      error  // why the stream was cut off; set with the halves' reset
+	rstCode  uint32 // the error code our in-order RST carries (ResetWithCode)
+	ctrl     ctrlDue
+	recv     recvBuffer
+	in       inflow
+	out      outflow
 
 	bytesSent, bytesReceived   uint64
 	framesSent, framesReceived uint64
@@ -59,13 +53,12 @@ var _ net.Conn = (*Stream)(nil)
 
 func newStream(s *Session, id uint32, opened bool) *Stream {
 	st := &Stream{
-		id:         id,
-		sess:       s,
-		opened:     opened,
-		synToken:   opened,
-		recvWindow: s.cfg.InitialStreamWindowSize,
-		windowSize: s.cfg.InitialStreamWindowSize,
-		sendWindow: initialStreamWindow,
+		id:       id,
+		sess:     s,
+		opened:   opened,
+		synToken: opened,
+		in:       newInflow(s.cfg.InitialStreamWindowSize),
+		out:      outflow{avail: initialStreamWindow},
 	}
 	st.cond.L = &st.mu
 	return st
@@ -88,12 +81,13 @@ func (st *Stream) RemoteAddr() net.Addr { return st.sess.RemoteAddr() }
 // reset ([ErrStreamReset]), the read deadline passes ([ErrTimeout]), the
 // stream is closed ([ErrStreamClosed]) or the session ends (an error
 // wrapping [ErrSessionShutdown]). A stream that was cut off never reports a
-// clean io.EOF.
+// clean io.EOF: io.EOF means the peer's FIN arrived and nothing before it
+// was discarded.
 func (st *Stream) Read(p []byte) (int, error) {
 	st.mu.Lock()
 	var timer *time.Timer
 	for {
-		if st.closed || st.readShut {
+		if st.state.closed || st.state.readShut {
 			st.mu.Unlock()
 			stopTimer(timer)
 			return 0, ErrStreamClosed
@@ -101,12 +95,12 @@ func (st *Stream) Read(p []byte) (int, error) {
 		if st.recv.size > 0 {
 			break
 		}
-		if st.readClosed {
+		switch st.state.recv {
+		case halfFIN:
 			st.mu.Unlock()
 			stopTimer(timer)
 			return 0, io.EOF
-		}
-		if st.err != nil {
+		case halfReset:
 			err := st.err
 			st.mu.Unlock()
 			stopTimer(timer)
@@ -123,67 +117,28 @@ func (st *Stream) Read(p []byte) (int, error) {
 		}
 	}
 	n := st.recv.read(p)
-	credit := st.creditLocked(uint32(n))
+	if st.state.recv == halfOpen {
+		var b budget = growthBudget{st.sess} // MaxReceiveBuffer and the MemoryManager
+		if st.state.forgotten {
+			b = noBudget{} // its window went back to the session already
+		}
+		rtt := time.Duration(st.sess.rtt.Load())
+		if c := st.in.consume(uint32(n), st.recv.size, time.Now(), rtt, st.sess.cfg.MaxStreamWindowSize, b); c > 0 {
+			st.queueCreditLocked(c)
+		}
+	}
 	st.mu.Unlock()
 	stopTimer(timer)
-	if credit > 0 {
-		st.sess.sendCtrl(encodeHeader(typeWindowUpdate, 0, st.id, credit))
-	}
 	return n, nil
-}
-
-// creditLocked records n bytes consumed and returns the window update to
-// send, or 0 while the batch is still small. The update goes out once half
-// the window has been consumed, and may grow the window (auto-tuning: see
-// tuneWindowLocked). Call with st.mu held.
-func (st *Stream) creditLocked(n uint32) uint32 {
-	if st.readClosed {
-		return 0 // the peer will send nothing more
-	}
-	st.pendingCredit += n
-	if st.pendingCredit < st.windowSize/2 {
-		return 0
-	}
-	var growth uint32
-	if st.recv.size <= int(st.windowSize/8) {
-		// Only a reader that keeps up (little left unread) can use a
-		// larger window; a slow reader would just buffer more.
-		growth = st.tuneWindowLocked(time.Now())
-	}
-	credit := st.pendingCredit + growth
-	st.pendingCredit = 0
-	st.recvWindow += credit
-	return credit
-}
-
-// tuneWindowLocked doubles the receive window, up to MaxStreamWindowSize,
-// when the reader consumed half of it in less than two round trips (and,
-// checked by the caller, kept up with the data): the window, not the
-// reader, is then what limits the stream. It returns the growth, to be
-// added to the update. Call with st.mu held.
-func (st *Stream) tuneWindowLocked(now time.Time) uint32 {
-	rtt := time.Duration(st.sess.rtt.Load())
-	prev := st.epochStart
-	st.epochStart = now
-	max := st.sess.cfg.MaxStreamWindowSize
-	if rtt <= 0 || prev.IsZero() || st.windowSize >= max || now.Sub(prev) > 2*rtt {
-		return 0
-	}
-	grown := min(uint64(st.windowSize)*2, uint64(max))
-	growth := uint32(grown) - st.windowSize
-	if st.forgotten || !st.sess.reserveGrowth(growth) {
-		return 0
-	}
-	st.windowSize = uint32(grown)
-	return growth
 }
 
 // Write writes p as one or more Data frames, each at most the peer's
 // remaining window. It blocks while the window is exhausted and until the
-// send loop has written every frame (p is never copied). It returns
-// [ErrStreamClosed] after Close or CloseWrite, [ErrStreamReset],
-// [ErrTimeout] when the write deadline passes, or an error wrapping
-// [ErrSessionShutdown]; n counts the bytes that reached the connection.
+// send loop has written every frame (p is never copied: the frames point
+// into it). It returns [ErrStreamClosed] after Close or CloseWrite,
+// [ErrStreamReset], [ErrTimeout] when the write deadline passes while it
+// waits for window, or an error wrapping [ErrSessionShutdown]; n counts
+// the bytes that reached the connection.
 func (st *Stream) Write(p []byte) (int, error) {
 	st.writeMu.Lock()
 	defer st.writeMu.Unlock()
@@ -192,30 +147,73 @@ func (st *Stream) Write(p []byte) (int, error) {
 	// this goroutine already waits for more window.
 	var w pendingWrites
 	for len(p) > 0 {
-		n, deadline, err := st.reserveSend(len(p))
+		f, n, err := st.queueData(p)
 		if err != nil {
-			return w.finish(st.sess, err)
-		}
-		f, err := st.sess.enqueueBy(st.sess.dataCh, encodeHeader(typeData, 0, st.id, uint32(n)), p[:n], deadline)
-		if err != nil {
-			st.unreserveSend(n) // never handed over: the window is still ours
-			return w.finish(st.sess, err)
+			return w.finish(st, err)
 		}
 		w.add(f, n)
 		if w.full() {
-			if _, err := w.finish(st.sess, nil); err != nil {
+			if _, err := w.finish(st, nil); err != nil {
 				return w.written, err
 			}
 		}
 		p = p[n:]
 	}
-	if len(p) == 0 && w.queued == 0 && w.written == 0 {
+	if w.queued == 0 && w.written == 0 {
 		// A zero-length Write still reports a closed or reset stream.
-		if _, _, err := st.reserveSend(0); err != nil {
+		st.mu.Lock()
+		err := st.writableLocked()
+		st.mu.Unlock()
+		if err != nil {
 			return 0, err
 		}
 	}
-	return w.finish(st.sess, nil)
+	return w.finish(st, nil)
+}
+
+// queueData waits until the peer's window has room, takes up to len(p)
+// bytes of it (at most maxDataFrame) and queues them as one Data frame for
+// the send loop. Taking the window and queueing happen under one hold of
+// st.mu, so a FIN queued by Close or CloseWrite can never overtake data
+// whose window was already taken.
+func (st *Stream) queueData(p []byte) (*outFrame, int, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var timer *time.Timer
+	defer func() { stopTimer(timer) }()
+	for {
+		if err := st.writableLocked(); err != nil {
+			return nil, 0, err
+		}
+		if !st.writeDeadline.IsZero() && !time.Now().Before(st.writeDeadline) {
+			return nil, 0, ErrTimeout
+		}
+		if n := st.out.take(len(p), maxDataFrame); n > 0 {
+			st.bytesSent += uint64(n)
+			st.framesSent++
+			f := st.sess.frames.get(encodeHeader(typeData, 0, st.id, n), p[:n], true)
+			st.sess.sq.pushData(f)
+			return f, int(n), nil
+		}
+		var err error
+		if timer, err = st.waitLocked(st.writeDeadline, timer); err != nil {
+			return nil, 0, err
+		}
+	}
+}
+
+// writableLocked returns why nothing more may be written, or nil. Call
+// with st.mu held.
+func (st *Stream) writableLocked() error {
+	switch {
+	case st.state.closed:
+		return ErrStreamClosed
+	case st.state.send == halfReset:
+		return st.err
+	case st.state.send == halfFIN:
+		return ErrStreamClosed
+	}
+	return nil
 }
 
 // maxInFlight bounds the frames one Write has queued but not yet seen
@@ -239,11 +237,28 @@ func (w *pendingWrites) full() bool { return w.queued == maxInFlight }
 
 // finish waits for every queued frame (the caller's buffer must not be
 // returned to it while the send loop may still read it) and returns the
-// bytes written and the first error, err if it came first.
-func (w *pendingWrites) finish(s *Session, err error) (int, error) {
+// bytes written and the first error, err if it came first. When the write
+// deadline passes first, the frames the send loop has not taken yet are
+// recalled and their window given back: n then counts exactly the bytes
+// that will reach the peer, and the stream stays usable. A frame already
+// being written is waited for (bounded by ConnectionWriteTimeout).
+func (w *pendingWrites) finish(st *Stream, err error) (int, error) {
+	s := st.sess
+	st.mu.Lock()
+	deadline := st.writeDeadline
+	st.mu.Unlock()
 	var frameErr error
 	for i := 0; i < w.queued; i++ {
-		werr := s.wait(w.frames[i])
+		werr, recalled := s.waitBy(w.frames[i], deadline, w.frames[i:w.queued])
+		if recalled {
+			st.giveBack(w.frames[i:w.queued])
+			for j := i; j < w.queued; j++ {
+				s.frames.put(w.frames[j])
+				w.frames[j] = nil
+			}
+			w.queued = 0
+			return w.written, ErrTimeout
+		}
 		w.frames[i] = nil
 		if werr != nil && frameErr == nil {
 			frameErr = werr
@@ -259,44 +274,16 @@ func (w *pendingWrites) finish(s *Session, err error) (int, error) {
 	return w.written, err
 }
 
-// reserveSend waits until the peer's window has room and takes up to want
-// bytes of it (and at most maxDataFrame), returning the write deadline in
-// force. It returns 0 and no error for want == 0.
-func (st *Stream) reserveSend(want int) (n int, deadline time.Time, err error) {
+// giveBack returns the window of recalled frames: they were never sent.
+func (st *Stream) giveBack(fs []*outFrame) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	var timer *time.Timer
-	defer func() { stopTimer(timer) }()
-	for {
-		switch {
-		case st.closed || st.writeClosed:
-			return 0, time.Time{}, ErrStreamClosed
-		case st.err != nil:
-			return 0, time.Time{}, st.err
-		case !st.writeDeadline.IsZero() && !time.Now().Before(st.writeDeadline):
-			return 0, time.Time{}, ErrTimeout
-		case want == 0:
-			return 0, time.Time{}, nil
-		case st.sendWindow > 0:
-			n := min(uint32(want), st.sendWindow, maxDataFrame)
-			st.sendWindow -= n
-			st.bytesSent += uint64(n)
-			st.framesSent++
-			return int(n), st.writeDeadline, nil
-		}
-		if timer, err = st.waitLocked(st.writeDeadline, timer); err != nil {
-			return 0, time.Time{}, err
-		}
+	for _, f := range fs {
+		n := uint32(len(f.body))
+		st.out.giveBack(n)
+		st.bytesSent -= uint64(n)
+		st.framesSent--
 	}
-}
-
-// unreserveSend gives back window taken by reserveSend for a frame that was
-// never queued.
-func (st *Stream) unreserveSend(n int) {
-	st.mu.Lock()
-	st.sendWindow += uint32(n)
-	st.bytesSent -= uint64(n)
-	st.framesSent--
+	st.cond.Broadcast()
 	st.mu.Unlock()
 }
 
@@ -335,47 +322,21 @@ func stopTimer(t *time.Timer) {
 
 // CloseWrite half-closes the stream: it queues FIN after everything
 // written so far and returns without waiting for it to be written, like a
-// TCP shutdown. The stream can still be read. It returns nil when already
-// half-closed, and [ErrStreamReset] or a session error when the FIN could
-// not be queued.
+// TCP shutdown. It does not wait for a Write in progress either: the FIN
+// follows the bytes that Write has already queued, and the Write then
+// fails with [ErrStreamClosed] (its n counts what went out before the
+// FIN). The stream can still be read. It returns nil when already
+// half-closed, and [ErrStreamReset] or a session error when the stream was
+// cut off.
 func (st *Stream) CloseWrite() error {
-	st.writeMu.Lock()
-	defer st.writeMu.Unlock()
-	return st.sendFIN()
-}
-
-// sendFIN queues our FIN once, and an RST right behind it when the peer
-// sent data after Close. Call with writeMu held.
-func (st *Stream) sendFIN() error {
 	st.mu.Lock()
-	if st.writeClosed {
-		st.mu.Unlock()
-		return nil
+	err := st.writableLocked()
+	if errors.Is(err, ErrStreamClosed) {
+		err = nil // already half-closed or closed: the FIN is queued
 	}
-	if st.err != nil {
-		err := st.err
-		st.mu.Unlock()
-		return err
-	}
-	st.writeClosed = true
-	done := st.finishedLocked()
-	if !done {
-		st.startCloseTimerLocked()
-	}
+	forget := st.handleLocked(evCloseWrite, nil)
 	st.mu.Unlock()
-	// Queued behind this stream's data (writeMu is held), not waited for:
-	// like a TCP shutdown, it returns before the FIN is on the wire.
-	err := st.sess.post(st.sess.dataCh, encodeHeader(typeData, flagFIN, st.id, 0))
-	st.mu.Lock()
-	var a streamActions
-	switch {
-	case st.rstAfterFIN:
-		a = inOrder(st.resetLocked(ErrStreamReset, true))
-	case done:
-		a.forget = st.markForgottenLocked()
-	}
-	st.mu.Unlock()
-	st.apply(a)
+	st.finish(forget)
 	return err
 }
 
@@ -384,86 +345,42 @@ func (st *Stream) sendFIN() error {
 // peer's writes do not stall; use Reset to stop the peer instead.
 func (st *Stream) CloseRead() error {
 	st.mu.Lock()
-	st.readShut = true
-	credit := st.discardLocked()
-	st.cond.Broadcast()
+	forget := st.handleLocked(evCloseRead, nil)
 	st.mu.Unlock()
-	if credit > 0 {
-		st.sess.sendCtrl(encodeHeader(typeWindowUpdate, 0, st.id, credit))
-	}
+	st.finish(forget)
 	return nil
 }
 
 // Close closes the stream as net.Conn requires: later Reads and Writes
 // fail with [ErrStreamClosed] and blocked ones return. It queues FIN after
-// what was written. If the peer then still sends data, nobody will read it,
-// so the stream is reset. It waits for at most the write in progress, and
-// returns nil unless the FIN could not be queued (the session ended).
+// what was written (a Write in progress stops after the frames it already
+// queued) and returns without waiting for anything. Unread data is dropped
+// and its window credited back; if the peer then still sends data, nobody
+// will read it, so the stream is reset, behind our FIN. It returns nil, or
+// the session's error when the session had ended.
 func (st *Stream) Close() error {
 	st.mu.Lock()
-	if st.closed {
-		st.mu.Unlock()
-		return nil
+	var err error
+	if st.state.send == halfReset && !errors.Is(st.err, ErrStreamReset) {
+		err = st.err // the session ended under the stream
 	}
-	st.closed = true
-	// Unread data is dropped but credited, so that a peer blocked on a
-	// full window is not left hanging; if it then sends more, that data
-	// resets the stream (after our FIN).
-	credit := st.discardLocked()
-	st.cond.Broadcast()
+	forget := st.handleLocked(evClose, nil)
 	st.mu.Unlock()
-	if credit > 0 {
-		st.sess.sendCtrl(encodeHeader(typeWindowUpdate, 0, st.id, credit))
-	}
-
-	st.writeMu.Lock()
-	defer st.writeMu.Unlock()
-	err := st.sendFIN()
-	if errors.Is(err, ErrStreamReset) {
-		return nil // nothing left to close
-	}
+	st.finish(forget)
 	return err
 }
 
-// discardLocked drops what was received and unread and returns the window
-// credit to give back for it, all at once (0 once the peer's FIN came).
-// Call with st.mu held.
-func (st *Stream) discardLocked() uint32 {
-	n := uint32(st.recv.size)
-	st.recv.reset()
-	if st.readClosed {
-		return 0
-	}
-	credit := st.pendingCredit + n
-	st.pendingCredit = 0
-	st.recvWindow += credit
-	return credit
-}
-
 // Reset aborts the stream in both directions: it sends RST, and blocked and
-// later Reads and Writes on both ends fail with [ErrStreamReset]. Data not
-// yet delivered is discarded. The RST follows what this stream already
-// queued (a FIN from CloseWrite among it) and is not waited for. To send
-// an error code with the RST, use [Stream.ResetWithCode].
-func (st *Stream) Reset() error { return st.reset(0, ErrStreamReset) }
-
-// reset is Reset with code in the RST frame and err for our own calls.
-func (st *Stream) reset(code uint32, err error) error {
+// later Reads and Writes fail with [ErrStreamReset] on both ends. Data not
+// yet read is discarded, even data the peer completed with its FIN. The
+// RST follows what this stream already queued (a FIN from CloseWrite among
+// it) and is not waited for. To send an error code with the RST, use
+// [Stream.ResetWithCode].
+func (st *Stream) Reset() error {
 	st.mu.Lock()
-	if st.forgotten || st.err != nil {
-		st.mu.Unlock()
-		return nil
-	}
-	st.err = err
-	st.sess.stats.streamsReset.Add(1)
-	st.recv.reset()
-	st.cond.Broadcast()
+	forget := st.handleLocked(evReset, ErrStreamReset)
 	st.mu.Unlock()
-	// The data queue, not the control queue: control frames overtake
-	// data, and an RST that overtook our own FIN would discard what the
-	// FIN completed (spec.md §3.4).
-	st.sess.post(st.sess.dataCh, encodeHeader(typeWindowUpdate, flagRST, st.id, code))
-	st.forget()
+	st.finish(forget)
 	return nil
 }
 
@@ -486,10 +403,10 @@ func (st *Stream) SetReadDeadline(t time.Time) error {
 }
 
 // SetWriteDeadline sets the write deadline. A Write blocked on the window
-// re-checks it; one waiting for room in a full send queue gives up at the
-// deadline that was set when it started waiting. A frame already handed to
-// the send loop is not recalled: that wait is bounded by
-// ConnectionWriteTimeout instead.
+// re-checks it. A Write whose frames wait in the send queue takes back, at
+// the deadline in force when it started waiting, those the send loop has
+// not yet taken; a frame the send loop is already writing is waited for,
+// bounded by ConnectionWriteTimeout.
 func (st *Stream) SetWriteDeadline(t time.Time) error {
 	st.mu.Lock()
 	st.writeDeadline = t

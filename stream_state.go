@@ -1,112 +1,351 @@
 package yamux
 
 import (
+	"errors"
 	"fmt"
-	"math"
 	"time"
 )
 
-// This file holds the stream's state transitions: what the receive loop
-// applies to a stream, its lifecycle timers, and its removal from the
-// session. The rule for every method here: decide under st.mu, release it,
-// then act on the session (streamActions.apply).
+// This file is the stream's state machine: every change of a stream's
+// state, whether a frame arrived, the application called a method or a
+// timer fired, is an event that goes through next, a pure function from
+// (state, event) to (new state, effects). next is tested from a table
+// (stream_state_test.go); Stream.handleLocked carries out the effects.
+// Which frame a change sends, and on which queue, is decided here and
+// nowhere else.
 
-// streamActions are what a state change asks of the session, done after
-// st.mu is released.
-type streamActions struct {
-	credit     uint32 // send a window update of this size
-	rst        bool   // send RST on the control queue (it may overtake data)
-	rstInOrder bool   // send RST on the data queue, behind our queued data and FIN
-	releaseSyn bool   // return our SYN token (the ACK arrived)
-	forget     bool   // remove the stream from the session's table
+// half is the state of one direction of a stream.
+type half uint8
+
+const (
+	halfOpen  half = iota // bytes may still flow
+	halfFIN               // finished cleanly: FIN sent (send half) or received (receive half)
+	halfReset             // cut off by a reset, by either end, or by the session's end
+)
+
+func (h half) String() string {
+	switch h {
+	case halfOpen:
+		return "open"
+	case halfFIN:
+		return "fin"
+	case halfReset:
+		return "reset"
+	}
+	return "?"
 }
 
-func (st *Stream) apply(a streamActions) {
-	s := st.sess
-	if a.credit > 0 {
-		s.sendCtrl(encodeHeader(typeWindowUpdate, 0, st.id, a.credit))
+// streamState is everything next decides on.
+type streamState struct {
+	send, recv half
+	closed     bool // Close was called: Read and Write fail with ErrStreamClosed
+	readShut   bool // CloseRead was called: received data is dropped (and credited)
+	acked      bool // the ACK was received (opener) or queued (acceptor)
+	forgotten  bool // removed from the session's table: the wire is done with it
+}
+
+// event is what happened to a stream.
+type event uint8
+
+const (
+	evCloseWrite   event = iota // the application half-closed: FIN after what was written
+	evClose                     // the application closed: Close
+	evCloseRead                 // the application stopped reading
+	evReset                     // the application reset the stream
+	evAck                       // the opener got the ACK, or the acceptor queued it
+	evData                      // the peer sent payload (already admitted to the window)
+	evFIN                       // the peer's FIN arrived
+	evRST                       // the peer's RST arrived
+	evOpenTimeout               // no ACK within StreamOpenTimeout
+	evCloseTimeout              // no FIN from the peer within StreamCloseTimeout of ours
+	evRefuse                    // the acceptor cannot take the stream (backlog)
+	evSessionEnd                // the session ended
+)
+
+var eventNames = [...]string{"CloseWrite", "Close", "CloseRead", "Reset", "Ack", "Data", "FIN", "RST", "OpenTimeout", "CloseTimeout", "Refuse", "SessionEnd"}
+
+func (e event) String() string { return eventNames[e] }
+
+// effect is one thing a transition asks Stream.handleLocked to do.
+type effect uint16
+
+const (
+	effWake          effect = 1 << iota // wake blocked Reads and Writes
+	effDiscard                          // drop unread data; credit it back while the peer may send
+	effDrop                             // drop the payload of this evData (not buffered)
+	effCredit                           // credit this evData's payload back (CloseRead)
+	effBuffer                           // buffer this evData's payload for Read
+	effFIN                              // queue our FIN behind our data
+	effRST                              // send RST ahead of queued data (nothing of ours is worth keeping)
+	effRSTInOrder                       // send RST behind our queued data and FIN (they stay complete, spec.md §3.4)
+	effRefuse                           // send RST as a refusal, bounded like those for streams we never track
+	effCloseTimer                       // start the StreamCloseTimeout timer
+	effStopOpenTimer                    // the open timer is no longer needed
+	effForget                           // remove the stream from the session's table
+	effFail                             // set the stream's error (a reset or the session's end)
+)
+
+// next is the stream's transition function. It never fails: an event
+// that does not apply in a state changes nothing.
+func next(s streamState, ev event) (streamState, effect) {
+	var e effect
+	switch ev {
+	case evCloseWrite:
+		if s.send == halfOpen {
+			s.send = halfFIN
+			e |= effFIN | effWake
+			if s.recv == halfOpen {
+				e |= effCloseTimer
+			}
+		}
+	case evClose:
+		if !s.closed {
+			s.closed = true
+			e |= effDiscard | effWake
+		}
+		if s.send == halfOpen {
+			s.send = halfFIN
+			e |= effFIN
+			if s.recv == halfOpen {
+				e |= effCloseTimer
+			}
+		}
+	case evCloseRead:
+		if !s.readShut {
+			s.readShut = true
+			e |= effDiscard | effWake
+		}
+	case evReset:
+		// The application abandons the stream: even a receive half the
+		// peer finished is given up, so later Reads fail (never a clean
+		// io.EOF after data was thrown away).
+		if s.send == halfReset && s.recv == halfReset {
+			break
+		}
+		if !s.forgotten {
+			e |= effRSTInOrder
+		}
+		s.send, s.recv = halfReset, halfReset
+		e |= effDiscard | effWake | effFail
+	case evAck:
+		if !s.acked {
+			s.acked = true
+			e |= effStopOpenTimer
+		}
+	case evData:
+		switch {
+		case s.send == halfReset || s.recv == halfReset:
+			e |= effDrop
+		case s.closed:
+			// Nobody will ever read it: reset, behind the FIN that
+			// Close queued, so the peer still gets our data whole.
+			e |= effDrop | effRSTInOrder | effWake | effFail
+			s.send, s.recv = halfReset, halfReset
+		case s.readShut:
+			e |= effDrop | effCredit
+		default:
+			e |= effBuffer | effWake
+		}
+	case evFIN:
+		if s.recv == halfOpen {
+			s.recv = halfFIN
+			e |= effWake
+		}
+	case evRST:
+		// The peer abandons the stream. What it finished with a FIN is
+		// complete and stays readable up to io.EOF (spec.md §3.4).
+		if s.send == halfReset && s.recv == halfReset {
+			break
+		}
+		if s.recv == halfOpen {
+			s.recv = halfReset
+			e |= effDiscard
+		}
+		s.send = halfReset
+		e |= effWake | effFail | effStopOpenTimer
+	case evOpenTimeout:
+		if !s.acked && s.send != halfReset {
+			// The peer may not know the stream: nothing of ours queued
+			// for it is worth keeping, so the RST goes first.
+			s.send, s.recv = halfReset, halfReset
+			e |= effRST | effDiscard | effWake | effFail
+		}
+	case evCloseTimeout:
+		if s.recv == halfOpen && s.send != halfReset {
+			s.send, s.recv = halfReset, halfReset
+			e |= effRSTInOrder | effDiscard | effWake | effFail
+		}
+	case evRefuse:
+		if s.send != halfReset {
+			s.send, s.recv = halfReset, halfReset
+			e |= effRefuse | effDiscard | effWake | effFail
+		}
+	case evSessionEnd:
+		// What already arrived stays readable, then Read reports the
+		// session's end (or io.EOF, if the peer's FIN had arrived).
+		if s.recv == halfOpen {
+			s.recv = halfReset
+			e |= effWake | effFail
+		}
+		if s.send != halfReset {
+			s.send = halfReset
+			e |= effWake | effFail
+		}
+		s.forgotten = true // the session cleared its table itself
+		e |= effStopOpenTimer
 	}
-	if a.rst {
-		s.sendCtrl(encodeHeader(typeWindowUpdate, flagRST, st.id, 0))
+	if !s.forgotten && s.send != halfOpen && s.recv != halfOpen {
+		s.forgotten = true
+		e |= effForget | effStopOpenTimer
 	}
-	if a.rstInOrder {
-		s.post(s.dataCh, encodeHeader(typeWindowUpdate, flagRST, st.id, 0))
+	return s, e
+}
+
+// handleLocked applies ev to the stream and carries out its effects that
+// need only st.mu: buffers dropped, frames listed or queued for the send
+// loop (whose queue lock is a leaf), timers, wake-ups. err is the stream's
+// error if ev cuts it off (nil: ErrStreamReset). It returns whether the
+// stream must now leave the session's table, which the caller does with
+// finish after releasing st.mu (Session.mu is never taken under
+// Stream.mu). Call with st.mu held; evData's payload is the caller's (see
+// deliver).
+func (st *Stream) handleLocked(ev event, err error) (forget bool) {
+	var e effect
+	st.state, e = next(st.state, ev)
+	st.applyLocked(e, err)
+	return e&effForget != 0
+}
+
+// applyLocked carries out the effects of one transition except forgetting
+// (handleLocked) and what evData does with its payload (deliver).
+func (st *Stream) applyLocked(e effect, err error) {
+	if e&effFail != 0 && st.err == nil {
+		if err == nil {
+			err = ErrStreamReset
+		}
+		st.err = err
+		if errors.Is(err, ErrStreamReset) {
+			st.sess.stats.streamsReset.Add(1)
+		}
 	}
-	if a.releaseSyn {
-		<-s.synSem
+	if e&effDiscard != 0 {
+		n := uint32(st.recv.size)
+		st.recv.reset()
+		if st.state.recv == halfOpen {
+			if c := st.in.discard(n); c > 0 {
+				st.queueCreditLocked(c)
+			}
+		}
 	}
-	if a.forget {
-		s.forgetStream(st)
+	if e&effFIN != 0 {
+		st.sess.sq.pushData(st.sess.frames.get(encodeHeader(typeData, flagFIN, st.id, 0), nil, false))
+	}
+	if e&effRST != 0 {
+		st.ctrl.rst = true
+		st.ctrl.credit = 0
+		st.listCtrlLocked()
+	}
+	if e&effRefuse != 0 && !st.sess.sq.pushRefusal(st.id) {
+		st.sess.stats.refusalsUnsent.Add(1)
+	}
+	if e&effRSTInOrder != 0 {
+		st.sess.sq.pushData(st.sess.frames.get(encodeHeader(typeWindowUpdate, flagRST, st.id, st.rstCode), nil, false))
+	}
+	if e&effCloseTimer != 0 {
+		st.startCloseTimerLocked()
+	}
+	if e&(effStopOpenTimer|effForget) != 0 {
+		stopTimer(st.openTimer)
+		st.openTimer = nil // an idle stream keeps no timer
+	}
+	if e&effForget != 0 {
+		stopTimer(st.closeTimer)
+		st.closeTimer = nil
+	}
+	if e&effWake != 0 {
+		st.cond.Broadcast()
 	}
 }
 
-// finishedLocked reports whether the stream is over for the wire: reset,
-// or FIN sent and received.
-func (st *Stream) finishedLocked() bool {
-	return st.err != nil || (st.readClosed && st.writeClosed)
-}
-
-// markForgottenLocked decides, once, that the stream leaves the session's
-// table, and stops its timers.
-func (st *Stream) markForgottenLocked() bool {
-	if st.forgotten {
-		return false
-	}
-	st.forgotten = true
-	stopTimer(st.openTimer)
-	stopTimer(st.closeTimer)
-	return true
-}
-
-// forget removes the stream from the session, once.
-func (st *Stream) forget() {
-	st.mu.Lock()
-	ok := st.markForgottenLocked()
-	st.mu.Unlock()
-	if ok {
+// finish removes the stream from the session's table when handleLocked
+// said so. Call without st.mu.
+func (st *Stream) finish(forget bool) {
+	if forget {
 		st.sess.forgetStream(st)
 	}
 }
 
-// resetLocked fails the stream with err and reports what to do: RST the
-// peer (unless it reset us) and forget the stream. Received data is kept
-// only when the peer's FIN already arrived: then it is complete.
-func (st *Stream) resetLocked(err error, sendRST bool) streamActions {
-	if st.err != nil {
-		return streamActions{}
+// queueCreditLocked owes the peer c more bytes of window. Call with st.mu
+// held.
+func (st *Stream) queueCreditLocked(c uint32) {
+	if st.ctrl.rst || st.state.recv != halfOpen {
+		return // the peer will send nothing more
 	}
-	st.err = err
-	st.sess.stats.streamsReset.Add(1)
-	if !st.readClosed {
-		st.recv.reset()
-	}
-	st.cond.Broadcast()
-	return streamActions{rst: sendRST, forget: st.markForgottenLocked()}
+	st.ctrl.credit += c
+	st.listCtrlLocked()
 }
 
-// abort fails the stream because the session ended. The session has
-// already cleared its table.
+// queueOpenLocked owes the peer our SYN (opener) or ACK (acceptor), with
+// the window we grant beyond the protocol's initial one. Call with st.mu
+// held.
+func (st *Stream) queueOpenLocked(fl flags) {
+	st.ctrl.open = fl
+	st.ctrl.delta = st.in.size - initialStreamWindow
+	st.listCtrlLocked()
+}
+
+// listCtrlLocked lists the stream with the send loop, once until the send
+// loop takes its frames. Call with st.mu held.
+func (st *Stream) listCtrlLocked() {
+	if !st.ctrl.queued {
+		st.ctrl.queued = true
+		st.sess.sq.pushStream(st)
+	}
+}
+
+// takeCtrl appends the control frames the stream owes to hs and clears
+// them: the send loop's side of ctrlDue. SYN or ACK comes first and carries
+// the credit with it; an RST makes credit pointless.
+func (st *Stream) takeCtrl(hs []header) []header {
+	st.mu.Lock()
+	d := st.ctrl
+	st.ctrl = ctrlDue{}
+	st.mu.Unlock()
+	credit := d.credit
+	if d.open != 0 {
+		hs = append(hs, encodeHeader(typeWindowUpdate, d.open, st.id, d.delta+credit))
+		credit = 0
+	}
+	switch {
+	case d.rst:
+		hs = append(hs, encodeHeader(typeWindowUpdate, flagRST, st.id, 0))
+	case credit > 0:
+		hs = append(hs, encodeHeader(typeWindowUpdate, 0, st.id, credit))
+	}
+	return hs
+}
+
+// abort cuts the stream off because the session ended with err. The
+// session has already cleared its table.
 func (st *Stream) abort(err error) {
 	st.mu.Lock()
-	if st.err == nil {
-		st.err = err
-	}
-	st.forgotten = true
-	stopTimer(st.openTimer)
+	st.handleLocked(evSessionEnd, err)
 	stopTimer(st.closeTimer)
-	st.cond.Broadcast()
+	st.closeTimer = nil
 	st.mu.Unlock()
 }
 
-// needsAck reports, once, that an accepted stream's ACK is still to be
-// sent; false when the stream was already reset.
-func (st *Stream) needsAck() bool {
+// accept queues the ACK of a stream the peer opened, once, and reports
+// false when the stream was already cut off (no ACK is then sent: it would
+// only name a stream the peer has forgotten).
+func (st *Stream) accept() bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.acked || st.err != nil {
+	if st.state.acked || st.state.send == halfReset {
 		return false
 	}
-	st.acked = true
+	st.handleLocked(evAck, nil)
+	st.queueOpenLocked(flagACK)
 	return true
 }
 
@@ -119,17 +358,14 @@ func (st *Stream) startOpenTimer() {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.acked || st.forgotten {
+	if st.state.acked || st.state.forgotten {
 		return
 	}
 	st.openTimer = time.AfterFunc(d, func() {
 		st.mu.Lock()
-		var a streamActions
-		if !st.acked {
-			a = st.resetLocked(ErrStreamOpenTimeout, true)
-		}
+		forget := st.handleLocked(evOpenTimeout, ErrStreamOpenTimeout)
 		st.mu.Unlock()
-		st.apply(a)
+		st.finish(forget)
 	})
 }
 
@@ -142,48 +378,38 @@ func (st *Stream) startCloseTimerLocked() {
 	}
 	st.closeTimer = time.AfterFunc(d, func() {
 		st.mu.Lock()
-		var a streamActions
-		if !st.readClosed {
-			a = inOrder(st.resetLocked(ErrStreamReset, true))
-		}
+		forget := st.handleLocked(evCloseTimeout, nil)
 		st.mu.Unlock()
-		st.apply(a)
+		st.finish(forget)
 	})
 }
 
-// inOrder moves a's RST to the data queue, so that it cannot overtake our
-// own FIN or data still queued: an RST that arrived first would make the
-// peer discard them (spec.md §3.4).
-func inOrder(a streamActions) streamActions {
-	a.rstInOrder, a.rst = a.rst, false
-	return a
-}
-
-// applyFlagsLocked applies ACK, FIN and RST from a received frame.
-func (st *Stream) applyFlagsLocked(fl flags) streamActions {
-	var a streamActions
-	if fl&flagACK != 0 && st.opened && !st.acked {
-		st.acked = true
-		stopTimer(st.openTimer)
-		st.openTimer = nil // an idle stream keeps no timer
+// flagsLocked applies ACK, FIN and RST from a received frame, in that
+// order. It reports whether our SYN token is to be returned and whether
+// the stream is to be forgotten.
+func (st *Stream) flagsLocked(fl flags) (releaseSyn, forget bool) {
+	if fl&flagACK != 0 && st.opened && !st.state.acked {
+		forget = st.handleLocked(evAck, nil) || forget
 		if st.synToken {
 			st.synToken = false
-			a.releaseSyn = true
+			releaseSyn = true
 		}
+	}
+	if fl&flagFIN != 0 {
+		forget = st.handleLocked(evFIN, nil) || forget
 	}
 	if fl&flagRST != 0 {
-		r := st.resetLocked(ErrStreamReset, false)
-		r.releaseSyn = a.releaseSyn
-		return r
+		forget = st.handleLocked(evRST, ErrStreamReset) || forget
 	}
-	if fl&flagFIN != 0 && !st.readClosed {
-		st.readClosed = true
-		st.cond.Broadcast()
-		if st.finishedLocked() {
-			a.forget = st.markForgottenLocked()
-		}
+	return releaseSyn, forget
+}
+
+// afterFlags does, without st.mu, what flagsLocked decided.
+func (st *Stream) afterFlags(releaseSyn, forget bool) {
+	if releaseSyn {
+		<-st.sess.synSem
 	}
-	return a
+	st.finish(forget)
 }
 
 // admitData checks an incoming Data frame of n bytes against the stream's
@@ -192,23 +418,21 @@ func (st *Stream) applyFlagsLocked(fl flags) streamActions {
 func (st *Stream) admitData(n uint32) (drop bool, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.readClosed && n > 0 {
+	if st.state.recv == halfFIN && n > 0 {
 		// An empty Data frame after FIN is tolerated: a repeated FIN, or
 		// an RST carried on Data (rust-yamux does that).
 		return false, fmt.Errorf("%w: data on stream %d after its FIN", ErrProtocol, st.id)
 	}
-	if n > st.recvWindow {
-		return false, fmt.Errorf("%w: stream %d got %d bytes with %d left", ErrRecvWindowExceeded, st.id, n, st.recvWindow)
+	if err := st.in.take(n); err != nil {
+		return false, fmt.Errorf("stream %d: %w", st.id, err)
 	}
-	st.recvWindow -= n
 	st.bytesReceived += uint64(n)
 	st.framesReceived++
-	return st.err != nil || st.closed || st.readShut, nil
+	return st.state.recv == halfReset || st.state.send == halfReset || st.state.closed || st.state.readShut, nil
 }
 
 // deliver hands a received payload (already admitted) and the frame's
-// flags to the stream. Data for a stream that was closed locally resets it:
-// nobody will ever read it.
+// flags to the stream.
 //
 // The payload is either chunks (pooled blocks, taken over) or small (a
 // few bytes in the receive loop's scratch, copied into the buffer's last
@@ -216,56 +440,56 @@ func (st *Stream) admitData(n uint32) (drop bool, err error) {
 // frame.
 func (st *Stream) deliver(chunks []chunk, small []byte, n uint32, fl flags) {
 	st.mu.Lock()
-	var a streamActions
-	switch {
-	case n == 0:
-	case st.err != nil:
-		freeChunks(chunks)
-	case st.closed:
-		freeChunks(chunks)
-		if st.writeClosed {
-			a = inOrder(st.resetLocked(ErrStreamReset, true))
-		} else {
-			// Close is queuing our FIN (it waits for a Write in
-			// progress); the RST must follow it, so Close sends it.
-			st.rstAfterFIN = true
+	forget := false
+	if n > 0 {
+		var e effect
+		st.state, e = next(st.state, evData)
+		st.applyLocked(e, nil)
+		forget = e&effForget != 0
+		switch {
+		case e&effBuffer != 0:
+			if small != nil {
+				st.recv.pushCopy(small)
+			}
+			for _, c := range chunks {
+				st.recv.push(c)
+			}
+		case e&effCredit != 0:
+			freeChunks(chunks)
+			if c := st.in.consume(n, 0, time.Time{}, 0, 0, noBudget{}); c > 0 {
+				st.queueCreditLocked(c)
+			}
+		default:
+			freeChunks(chunks)
 		}
-	case st.readShut:
-		freeChunks(chunks)
-		a.credit = st.creditLocked(n)
-	default:
-		if small != nil {
-			st.recv.pushCopy(small)
-		}
-		for _, c := range chunks {
-			st.recv.push(c)
-		}
-		st.cond.Broadcast()
 	}
-	f := st.applyFlagsLocked(fl)
+	releaseSyn, forgetByFlags := st.flagsLocked(fl)
 	st.mu.Unlock()
-	a.releaseSyn = a.releaseSyn || f.releaseSyn
-	a.forget = a.forget || f.forget
-	st.apply(a)
+	st.afterFlags(releaseSyn, forget || forgetByFlags)
 }
 
 // addSendWindow applies a received WindowUpdate: delta more bytes may be
 // sent. A delta that would overflow the 32-bit window is a protocol error.
 func (st *Stream) addSendWindow(delta uint32, fl flags) error {
 	st.mu.Lock()
-	if uint64(st.sendWindow)+uint64(delta) > math.MaxUint32 {
+	if err := st.out.add(delta); err != nil {
 		st.mu.Unlock()
-		return fmt.Errorf("%w: window update of %d overflows stream %d's window of %d", ErrProtocol, delta, st.id, st.sendWindow)
+		return fmt.Errorf("stream %d: %w", st.id, err)
 	}
-	st.sendWindow += delta
 	if delta > 0 {
 		st.cond.Broadcast()
 	}
-	a := st.applyFlagsLocked(fl)
+	releaseSyn, forget := st.flagsLocked(fl)
 	st.mu.Unlock()
-	st.apply(a)
+	st.afterFlags(releaseSyn, forget)
 	return nil
 }
+
+// noBudget refuses every reservation: for a window that must not grow.
+type noBudget struct{}
+
+func (noBudget) reserve(uint32) bool { return false }
+func (noBudget) release(uint32)      {}
 
 func freeChunks(chunks []chunk) {
 	for _, c := range chunks {

@@ -223,10 +223,10 @@ func TestCloseReturnsWhilePeerNeverReads(t *testing.T) {
 	})
 }
 
-// TestWriteDeadlineWhileQueueFull: a Write waiting for room in the send
-// queue (the connection is stuck and other streams filled the queue) still
-// returns at its deadline, and gives its window back.
-func TestWriteDeadlineWhileQueueFull(t *testing.T) {
+// TestWriteDeadlineWhileQueued: a Write whose frame waits in the send queue
+// behind others (the connection is stuck) still returns at its deadline,
+// takes its frame back and gives its window back.
+func TestWriteDeadlineWhileQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c1, c2 := net.Pipe() // c2 is never read: the send loop's first write blocks
 		defer c2.Close()
@@ -235,7 +235,7 @@ func TestWriteDeadlineWhileQueueFull(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer client.Close()
-		for i := 0; i < dataQueueLen+1; i++ { // fill the data queue
+		for i := 0; i < 2*maxBatchFrames; i++ { // frames queued ahead of ours
 			st, err := client.OpenStream(context.Background())
 			if err != nil {
 				t.Fatal(err)

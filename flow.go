@@ -1,0 +1,121 @@
+package yamux
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// This file is flow control as two small value types, one per direction
+// of a stream (spec.md §4). They know nothing about streams, frames or
+// sessions: their methods take bytes and times and return what to send,
+// so that every rule is unit-tested from a table (flow_test.go). The
+// stream holds them under Stream.mu.
+
+// budget is where a receive window's bytes are reserved: the session's
+// MaxReceiveBuffer. reserve takes n bytes or reports that there are not
+// enough; release gives n back.
+type budget interface {
+	reserve(n uint32) bool
+	release(n uint32)
+}
+
+// inflow is the receive side of a stream's window: what the peer may still
+// send, and when to give it more.
+type inflow struct {
+	avail   uint32    // bytes the peer may still send before it must wait
+	size    uint32    // the window we aim for; reserved from the budget
+	unacked uint32    // bytes consumed by the reader but not yet credited
+	epoch   time.Time // auto-tuning: when the last credit went out
+}
+
+// newInflow returns a window of size bytes, all granted.
+func newInflow(size uint32) inflow { return inflow{avail: size, size: size} }
+
+// take admits n received bytes. It reports an error when n exceeds what
+// the peer was granted: the peer broke the protocol.
+func (f *inflow) take(n uint32) error {
+	if n > f.avail {
+		return fmt.Errorf("%w: %d bytes with %d left", ErrRecvWindowExceeded, n, f.avail)
+	}
+	f.avail -= n
+	return nil
+}
+
+// consume records n bytes read by the application and returns the credit
+// to send now, 0 while it is not worth a frame: credit goes out once half
+// the window has been read (one update per half window, not one per Read).
+// buffered is what is still unread after this read. When the reader keeps
+// up (little buffered) and the half window was read within two round trips
+// of the previous credit, the window, not the reader, limits the stream: it
+// grows to twice its size, up to max, with the growth reserved from b and
+// added to the credit (auto-tuning, spec.md §4).
+func (f *inflow) consume(n uint32, buffered int, now time.Time, rtt time.Duration, max uint32, b budget) uint32 {
+	f.unacked += n
+	if f.unacked < f.size/2 {
+		return 0
+	}
+	var growth uint32
+	if buffered <= int(f.size/8) {
+		growth = f.tune(now, rtt, max, b)
+	}
+	credit := f.unacked + growth
+	f.unacked = 0
+	f.avail += credit
+	return credit
+}
+
+// tune grows the window when the previous credit went out less than two
+// round trips ago, and returns the growth (0 when it does not grow). Each
+// credit starts a new epoch, so growth needs a fast reader throughout.
+func (f *inflow) tune(now time.Time, rtt time.Duration, max uint32, b budget) uint32 {
+	prev := f.epoch
+	f.epoch = now
+	if rtt <= 0 || prev.IsZero() || f.size >= max || now.Sub(prev) > 2*rtt {
+		return 0
+	}
+	grown := min(uint64(f.size)*2, uint64(max))
+	growth := uint32(grown) - f.size
+	if !b.reserve(growth) {
+		return 0
+	}
+	f.size = uint32(grown)
+	return growth
+}
+
+// discard gives back, at once, the credit for n bytes dropped unread
+// together with what was consumed and not yet credited: nobody will read
+// them, and a peer blocked on a full window must not be left waiting.
+func (f *inflow) discard(n uint32) uint32 {
+	credit := f.unacked + n
+	f.unacked = 0
+	f.avail += credit
+	return credit
+}
+
+// outflow is the send side of a stream's window: what the peer lets us
+// send.
+type outflow struct {
+	avail uint32
+}
+
+// take reserves up to want bytes (and at most limit) of the window and
+// returns how many: 0 when the window is exhausted.
+func (f *outflow) take(want int, limit uint32) uint32 {
+	n := min(uint32(min(want, math.MaxUint32)), f.avail, limit)
+	f.avail -= n
+	return n
+}
+
+// giveBack returns n bytes taken but never sent.
+func (f *outflow) giveBack(n uint32) { f.avail += n }
+
+// add applies a window update of delta bytes. It reports an error when the
+// window would pass 2³²−1: the peer broke the protocol.
+func (f *outflow) add(delta uint32) error {
+	if uint64(f.avail)+uint64(delta) > math.MaxUint32 {
+		return fmt.Errorf("%w: window update of %d overflows a window of %d", ErrProtocol, delta, f.avail)
+	}
+	f.avail += delta
+	return nil
+}

@@ -1,0 +1,231 @@
+package yamux
+
+import "sync"
+
+// sendQueue is everything waiting for the send loop. Every producer adds to
+// it without ever blocking, so that no goroutine, and above all not the
+// receive loop, can wait on the send loop: two peers whose send paths are
+// both full would otherwise wait on each other forever (each receive loop
+// blocked on its own full queue, each send loop blocked writing to the
+// other). What is queued is bounded by what it is about, not by a channel:
+//   - control frames owed by a stream (SYN or ACK, window credit, RST) live
+//     on the stream itself (ctrlDue), and the stream is listed here once;
+//   - ping answers: at most maxPendingPingAcks, further pings go
+//     unanswered and are counted (spec.md §5);
+//   - RSTs refusing streams we do not track: at most maxPendingRefusals,
+//     further refusals go unsent and are counted;
+//   - our own pings and GoAways: one per call of a user waiting for it;
+//   - data frames: at most maxInFlight per writing stream (writers are
+//     serialised per stream), each FIN and in-order RST at most once per
+//     stream.
+//
+// The send loop takes from it in batches. Its mutex is a leaf: nothing else
+// is locked while it is held, so any goroutine may push while holding
+// Stream.mu or Session.mu.
+type sendQueue struct {
+	mu       sync.Mutex
+	ctrl     []header    // pings, GoAways and refusals, in order
+	refusals int         // refusal RSTs in ctrl
+	pingAcks []uint32    // opaque values of the peer's pings to answer
+	streams  []*Stream   // streams with control frames due, each once
+	data     []*outFrame // Data, FIN and in-order RST frames, FIFO; nil: recalled
+	head     int         // data[:head] was taken
+	parked   bool        // the send loop waits on wake
+	wake     chan struct{}
+}
+
+const (
+	// maxPendingPingAcks bounds the ping answers waiting to be written.
+	// Enough for every keepalive and Ping a sane peer has in flight at
+	// once; a flood beyond it is dropped, not buffered.
+	maxPendingPingAcks = 64
+
+	// maxPendingRefusals bounds the RSTs for refused SYNs waiting to be
+	// written. A peer that opens streams faster than we can refuse them,
+	// without reading, loses the RSTs beyond it: its own open timeout
+	// ends those streams.
+	maxPendingRefusals = 1024
+)
+
+func newSendQueue() sendQueue {
+	return sendQueue{wake: make(chan struct{}, 1)}
+}
+
+// kickLocked wakes the send loop if it is parked; a running loop looks at
+// the queue again before it parks, so it is not woken twice. Call with
+// q.mu held.
+func (q *sendQueue) kickLocked() {
+	if q.parked {
+		q.parked = false
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pushCtrl queues a control frame of the session (ping, GoAway).
+func (q *sendQueue) pushCtrl(h header) {
+	q.mu.Lock()
+	q.ctrl = append(q.ctrl, h)
+	q.kickLocked()
+	q.mu.Unlock()
+}
+
+// pushRefusal queues the RST refusing stream id, unless maxPendingRefusals
+// are already waiting. It reports whether it was queued.
+func (q *sendQueue) pushRefusal(id uint32) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.refusals >= maxPendingRefusals {
+		return false
+	}
+	q.refusals++
+	q.ctrl = append(q.ctrl, encodeHeader(typeWindowUpdate, flagRST, id, 0))
+	q.kickLocked()
+	return true
+}
+
+// pushPingAck queues the answer to a ping, unless maxPendingPingAcks are
+// already waiting. It reports whether it was queued.
+func (q *sendQueue) pushPingAck(opaque uint32) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pingAcks) >= maxPendingPingAcks {
+		return false
+	}
+	q.pingAcks = append(q.pingAcks, opaque)
+	q.kickLocked()
+	return true
+}
+
+// pushStream lists st as having control frames due. The caller holds
+// st.mu and has just set st.ctrl.queued (so st is listed once).
+func (q *sendQueue) pushStream(st *Stream) {
+	q.mu.Lock()
+	q.streams = append(q.streams, st)
+	q.kickLocked()
+	q.mu.Unlock()
+}
+
+// pushData queues a Data, FIN or in-order RST frame behind everything
+// queued before it. Callers hold the stream's mu, so that a stream's frames
+// are queued in the order its state changed.
+func (q *sendQueue) pushData(f *outFrame) {
+	q.mu.Lock()
+	q.data = append(q.data, f)
+	q.kickLocked()
+	q.mu.Unlock()
+}
+
+// emptyLocked reports whether nothing is queued. Call with q.mu held.
+func (q *sendQueue) emptyLocked() bool {
+	return len(q.ctrl) == 0 && len(q.pingAcks) == 0 && len(q.streams) == 0 && q.head == len(q.data)
+}
+
+// take moves queued work into b: every control frame and listed stream,
+// and data frames within the batch limits. It blocks while the queue is
+// empty, and returns false, taking nothing, once done is closed and the
+// queue is empty.
+func (q *sendQueue) take(b *sendBatch, done <-chan struct{}) bool {
+	q.mu.Lock()
+	for q.emptyLocked() {
+		q.parked = true
+		q.mu.Unlock()
+		b.idle()
+		select {
+		case <-q.wake:
+		case <-done:
+			q.mu.Lock()
+			q.parked = false
+			empty := q.emptyLocked()
+			q.mu.Unlock()
+			if empty {
+				return false
+			}
+		}
+		q.mu.Lock()
+	}
+	q.parked = false
+	b.ctrl = append(b.ctrl, q.ctrl...)
+	clear(q.ctrl)
+	q.ctrl, q.refusals = q.ctrl[:0], 0
+	for _, opaque := range q.pingAcks {
+		b.ctrl = append(b.ctrl, encodeHeader(typePing, flagACK, 0, opaque))
+	}
+	q.pingAcks = q.pingAcks[:0]
+	b.streams, q.streams = q.streams, b.streams[:0]
+	for q.head < len(q.data) && len(b.data) < maxBatchFrames && b.dataBytes < maxBatchBytes {
+		f := q.data[q.head]
+		q.data[q.head] = nil
+		q.head++
+		if f == nil {
+			continue // recalled by its writer
+		}
+		b.data = append(b.data, f)
+		b.dataBytes += headerSize + len(f.body)
+	}
+	if q.head == len(q.data) {
+		q.data, q.head = q.data[:0], 0
+		if cap(q.data) > 4*maxBatchFrames {
+			q.data = nil // a burst is over: do not keep its room
+		}
+	} else if q.head > len(q.data)/2 {
+		n := copy(q.data, q.data[q.head:])
+		clear(q.data[n:])
+		q.data, q.head = q.data[:n], 0
+	}
+	q.mu.Unlock()
+	return true
+}
+
+// recall takes back the not yet written data frames fs (the tail of one
+// Write, in queue order) if the send loop has not taken the first of them:
+// then it has taken none, since it takes in order. It reports whether they
+// were taken back; their writer gives up on them.
+func (q *sendQueue) recall(fs []*outFrame) bool {
+	if len(fs) == 0 {
+		return true
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	i := q.head
+	for i < len(q.data) && q.data[i] != fs[0] {
+		i++
+	}
+	if i == len(q.data) {
+		return false // in the batch being written, or written
+	}
+	for _, f := range fs {
+		for ; i < len(q.data); i++ {
+			if q.data[i] == f {
+				q.data[i] = nil
+				break
+			}
+		}
+	}
+	return true
+}
+
+// drain removes every queued data frame, for a connection that failed.
+func (q *sendQueue) drain() []*outFrame {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	rest := append([]*outFrame(nil), q.data[q.head:]...)
+	clear(q.data)
+	q.data, q.head = nil, 0
+	q.ctrl, q.pingAcks, q.streams, q.refusals = nil, nil, nil, 0
+	return rest
+}
+
+// ctrlDue is what control frames a stream owes the peer, set by whoever
+// changes the stream's state and taken by the send loop (Stream.takeCtrl).
+// Guarded by Stream.mu. Holding them here, not as queued frames, bounds
+// them by construction: one SYN or ACK, one credit, one RST per stream.
+type ctrlDue struct {
+	open   flags  // flagSYN or flagACK still to send
+	delta  uint32 // window delta announced with the SYN or ACK
+	credit uint32 // window credit to send
+	rst    bool   // RST to send ahead of queued data
+	queued bool   // listed on sendQueue.streams
+}
