@@ -31,14 +31,15 @@ type Stream struct {
 
 	// Guarded by mu.
 	state    streamState
-	opened   bool   // immutable after newStream: we opened it (we wait for the peer's ACK)
-	synToken bool   // holds a Session.synSem token until the ACK arrives or the stream is forgotten
-	err      error  // why the stream was cut off; set with the halves' reset
-	rstCode  uint32 // the error code our in-order RST carries (ResetWithCode)
+	opened   bool  // immutable after newStream: we opened it (we wait for the peer's ACK)
+	synToken bool  // holds a Session.synSem token until the ACK arrives or the stream is forgotten
+	err      error // why the stream was cut off; set with the halves' reset
 	ctrl     ctrlDue
 	recv     recvBuffer
 	in       inflow
 	out      outflow
+
+	rstCode uint32 // guarded by mu: the code our in-order RST carries (ResetWithCode)
 
 	bytesSent, bytesReceived   uint64
 	framesSent, framesReceived uint64
