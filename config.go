@@ -72,6 +72,13 @@ type Config struct {
 	// InitialStreamWindowSize..1<<40.
 	MaxReceiveBuffer uint64
 
+	// MemoryManager, if set, is asked for every receive window on top of
+	// the MaxReceiveBuffer budget, and given it back when the stream is
+	// forgotten or the session ends; a refusal refuses the stream or the
+	// window's growth, never the session (see [MemoryManager]). Nil, the
+	// default, asks nobody.
+	MemoryManager MemoryManager
+
 	// Logger receives protocol errors, GoAways and keepalive failures at
 	// Warn and session ends at Debug. Nil discards everything.
 	Logger *slog.Logger

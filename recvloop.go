@@ -109,13 +109,12 @@ func (s *Session) handleStreamFrame(h header) error {
 		return nil
 	}
 	if h.typ() == typeWindowUpdate {
-		delta := h.length()
 		if fl&flagRST != 0 {
-			// libp2p/go-yamux puts an error code in the length of its RST
-			// (ResetWithError); it is no window credit.
-			delta = 0
+			// The length of an RST is an error code (ResetWithCode,
+			// libp2p/go-yamux's ResetWithError), no window credit.
+			return st.resetByPeer(h.length(), fl)
 		}
-		return st.addSendWindow(delta, fl)
+		return st.addSendWindow(h.length(), fl)
 	}
 	return s.readData(st, h.length(), fl)
 }
@@ -210,8 +209,8 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 		refuse = "GoAway sent"
 	case s.incoming >= s.cfg.MaxIncomingStreams:
 		refuse = "MaxIncomingStreams reached"
-	case !s.reserve(s.cfg.InitialStreamWindowSize):
-		refuse = "MaxReceiveBuffer reached"
+	case s.reserveInitial(s.cfg.InitialStreamWindowSize) != nil:
+		refuse = "MaxReceiveBuffer or MemoryManager refused"
 	}
 	if refuse != "" {
 		s.mu.Unlock()

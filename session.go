@@ -230,8 +230,9 @@ func (s *Session) newOutgoingStream() (*Stream, error) {
 		return nil, s.remoteGoAway
 	case s.nextID > math.MaxUint32:
 		return nil, ErrStreamsExhausted
-	case !s.reserve(s.cfg.InitialStreamWindowSize):
-		return nil, ErrReceiveBufferFull
+	}
+	if err := s.reserveInitial(s.cfg.InitialStreamWindowSize); err != nil {
+		return nil, err
 	}
 	id := uint32(s.nextID)
 	s.nextID += 2
@@ -393,6 +394,7 @@ func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
 	for _, st := range streams {
 		st.abort(err)
 	}
+	s.releaseAborted(streams)
 }
 
 // closeConn closes the connection once; the send loop calls it when its
@@ -458,7 +460,7 @@ func (s *Session) forgetStream(st *Stream) {
 	token := st.synToken
 	st.synToken = false
 	st.mu.Unlock()
-	s.release(window)
+	s.releaseWindow(window)
 	if token {
 		<-s.synSem
 	}

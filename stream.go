@@ -39,6 +39,8 @@ type Stream struct {
 	in       inflow
 	out      outflow
 
+	rstCode uint32 // guarded by mu: the code our in-order RST carries (ResetWithCode)
+
 	bytesSent, bytesReceived   uint64
 	framesSent, framesReceived uint64
 
@@ -117,7 +119,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 	}
 	n := st.recv.read(p)
 	if st.state.recv == halfOpen {
-		b := budget(st.sess)
+		var b budget = growthBudget{st.sess} // MaxReceiveBuffer and the MemoryManager
 		if st.state.forgotten {
 			b = noBudget{} // its window went back to the session already
 		}
@@ -373,7 +375,8 @@ func (st *Stream) Close() error {
 // later Reads and Writes fail with [ErrStreamReset] on both ends. Data not
 // yet read is discarded, even data the peer completed with its FIN. The
 // RST follows what this stream already queued (a FIN from CloseWrite among
-// it) and is not waited for.
+// it) and is not waited for. To send an error code with the RST, use
+// [Stream.ResetWithCode].
 func (st *Stream) Reset() error {
 	st.mu.Lock()
 	forget := st.handleLocked(evReset, ErrStreamReset)
