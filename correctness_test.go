@@ -223,7 +223,9 @@ func TestConnectionWriteTimeoutTakenOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
+		trickled := make(chan struct{})
 		go func() { // the trickle: one byte every 100 ms
+			defer close(trickled)
 			b := make([]byte, 1)
 			for {
 				time.Sleep(100 * time.Millisecond)
@@ -232,6 +234,7 @@ func TestConnectionWriteTimeoutTakenOnce(t *testing.T) {
 				}
 			}
 		}()
+		defer func() { c2.Close(); <-trickled }()
 		st, err := s.OpenStream(context.Background())
 		if err != nil {
 			t.Fatal(err)

@@ -151,6 +151,7 @@ func (s *Session) completeBatch(b *sendBatch, err error) {
 func (s *Session) writeConn(vec *net.Buffers) error {
 	dl, hasDeadline := s.conn.(interface{ SetWriteDeadline(time.Time) error })
 	quarter := s.cfg.ConnectionWriteTimeout / 4
+	blocked := false // a deadline passed during this write
 	for {
 		if hasDeadline {
 			now := time.Now()
@@ -163,12 +164,18 @@ func (s *Session) writeConn(vec *net.Buffers) error {
 		n, err := writeAll(s.conn, vec, s.vectored)
 		s.quarterBytes += n
 		if err == nil {
-			s.stallStart = time.Time{}
+			// A write that finished without blocking a quarter shows a
+			// connection that keeps up; one that only trickled out does
+			// not end a stall.
+			if !blocked || s.quarterBytes >= minWriteProgress/4 {
+				s.stallStart = time.Time{}
+			}
 			return nil
 		}
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
+		blocked = true
 		switch {
 		case s.quarterBytes >= minWriteProgress/4:
 			s.stallStart = time.Time{}
