@@ -9,7 +9,12 @@ import (
 // Config tunes a Session. Obtain one from [DefaultConfig] and change what
 // you need; [Client], [Server] and [NewSession] copy it, so it may be
 // reused. Field names and meanings follow hashicorp/yamux where it has the
-// same knob, so migrating is mostly a change of import path.
+// same knob, so migrating is mostly a change of import path. That includes
+// its durations: a zero StreamOpenTimeout or StreamCloseTimeout disables
+// it, a non-positive ConnectionWriteTimeout is invalid, and VerifyConfig
+// rejects negative ones. (The lifecycle layer around the session,
+// [SessionServer], [Pool] and [Router], has one other convention for all
+// its timeouts: zero means the default, negative means no limit.)
 type Config struct {
 	// AcceptBacklog is how many streams the peer may have opened that this
 	// end has not yet accepted; a SYN beyond it is answered with RST. It is
@@ -26,10 +31,14 @@ type Config struct {
 	// Default 30s; must be positive when EnableKeepAlive is set.
 	KeepAliveInterval time.Duration
 
-	// ConnectionWriteTimeout bounds every write to the connection (when it
-	// supports SetWriteDeadline) and the wait for a keepalive answer. A
-	// write that makes no progress for this long ends the session with
-	// [ErrConnectionWriteTimeout]. Default 10s; must be positive.
+	// ConnectionWriteTimeout bounds how long the connection may be stalled
+	// (when it supports SetWriteDeadline), and the wait for a keepalive
+	// answer. The connection counts as stalled while it carries less than
+	// 16 KiB per quarter of this timeout (6.4 KB/s at the default); once it
+	// has been stalled for the whole timeout, the session ends with
+	// [ErrConnectionWriteTimeout], between 1 and 1.25 timeouts after the
+	// last write that moved data. A peer that reads a byte now and then
+	// cannot stretch it. Default 10s; must be positive.
 	ConnectionWriteTimeout time.Duration
 
 	// InitialStreamWindowSize is the receive window each new stream starts
@@ -79,8 +88,11 @@ type Config struct {
 	// default, asks nobody.
 	MemoryManager MemoryManager
 
-	// Logger receives protocol errors, GoAways and keepalive failures at
-	// Warn and session ends at Debug. Nil discards everything.
+	// Logger receives one record when the session ends for any reason but
+	// Close or Shutdown (at Warn with the cause: a protocol error, an error
+	// GoAway, a keepalive or write timeout; at Debug when the peer just
+	// closed the connection), the peer's GoAway(normal) at Info, and
+	// refused streams at Debug. Nil discards everything.
 	Logger *slog.Logger
 }
 

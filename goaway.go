@@ -41,7 +41,6 @@ func (s *Session) handleGoAway(h header) error {
 		s.logger.Info("yamux: peer sent GoAway", "code", ga.Code)
 		return nil
 	}
-	s.logger.Warn("yamux: peer sent GoAway", "code", ga.Code)
-	s.shutdown(fmt.Errorf("%w", ga), 0, false)
+	s.shutdown(fmt.Errorf("%w", ga), 0, false) // logs it
 	return ga
 }

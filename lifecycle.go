@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"sync"
+	"time"
 )
 
 // State is where a session is in its life.
@@ -107,6 +108,29 @@ func (s *Session) waitLoops(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// timeoutOr applies the convention every timeout of the lifecycle layer
+// (SessionServer, Pool, Router) follows: zero means the default def, a
+// negative value means no timeout (returned as 0), a positive value is
+// itself. [Config]'s timeouts keep hashicorp/yamux's meanings instead
+// (see each field).
+func timeoutOr(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
+}
+
+// deadlineIn returns the deadline d from now, or no deadline for d == 0.
+func deadlineIn(d time.Duration) time.Time {
+	if d == 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
 }
 
 func isLocalClose(err error) bool {

@@ -140,7 +140,7 @@ func checkChannel(channel string) error {
 func (h *messageHandler) ServeStream(st *Stream) {
 	r := h.r
 	var hdr [messageHeaderLen]byte
-	st.SetReadDeadline(time.Now().Add(r.prefaceTimeout()))
+	st.SetReadDeadline(deadlineIn(r.prefaceTimeout()))
 	if _, err := io.ReadFull(st, hdr[:]); err != nil {
 		r.msgStats.abandoned.Add(1)
 		st.Reset()
@@ -168,7 +168,7 @@ func (h *messageHandler) ServeStream(st *Stream) {
 	}
 	defer r.releaseSlot()
 
-	st.SetReadDeadline(time.Now().Add(r.messageTimeout()))
+	st.SetReadDeadline(deadlineIn(r.messageTimeout()))
 	data, whole, err := readMessage(st, int(n))
 	switch {
 	case err != nil: // reset, timed out, or the session ended
@@ -301,10 +301,7 @@ func (r *Router) messageSlots() chan struct{} {
 }
 
 func (r *Router) prefaceTimeout() time.Duration {
-	if r.PrefaceTimeout <= 0 {
-		return defaultPrefaceTimeout
-	}
-	return r.PrefaceTimeout
+	return timeoutOr(r.PrefaceTimeout, defaultPrefaceTimeout)
 }
 
 func (r *Router) maxMessageSize() int {
@@ -315,10 +312,7 @@ func (r *Router) maxMessageSize() int {
 }
 
 func (r *Router) messageTimeout() time.Duration {
-	if r.MessageTimeout <= 0 {
-		return defaultMessageTimeout
-	}
-	return r.MessageTimeout
+	return timeoutOr(r.MessageTimeout, defaultMessageTimeout)
 }
 
 // Send sends data as one message (spec.md §10) on channel to the peer's

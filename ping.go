@@ -102,8 +102,7 @@ func (s *Session) keepalive() {
 		cancel()
 		if err != nil {
 			if !s.closed.Load() {
-				s.logger.Warn("yamux: keepalive failed", "err", err)
-				s.shutdown(ErrKeepAliveTimeout, GoAwayInternalError, true)
+				s.shutdown(ErrKeepAliveTimeout, GoAwayInternalError, true) // logs it
 			}
 			return
 		}

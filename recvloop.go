@@ -60,8 +60,7 @@ func (s *Session) recvFailed(err error) {
 	}
 	switch {
 	case errors.Is(err, ErrProtocol):
-		s.logger.Warn("yamux: protocol error from peer", "err", err)
-		s.shutdown(err, GoAwayProtocolError, true)
+		s.shutdown(err, GoAwayProtocolError, true) // logs it
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		// The peer closed the connection. After its GoAway that is the
 		// end it announced; without one, it is reported as unexpected.

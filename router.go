@@ -71,7 +71,7 @@ var _ StreamHandler = (*Router)(nil)
 type Router struct {
 	// PrefaceTimeout bounds the wait for the opener's preface (length byte
 	// and name) on each stream; when it passes, the stream is reset. Zero
-	// or negative means 10s.
+	// means 10s; negative means no limit.
 	PrefaceTimeout time.Duration
 
 	// MaxMessageSize is the largest message, in bytes, that the handlers
@@ -96,7 +96,8 @@ type Router struct {
 	// MessageTimeout bounds the reading of one message once it has a
 	// slot: if its last byte and FIN have not arrived by then, the stream
 	// is reset and the message dropped (counted in
-	// RouterStats.MessagesAbandoned). Zero or negative means 30s.
+	// RouterStats.MessagesAbandoned). Zero means 30s; negative means no
+	// limit.
 	MessageTimeout time.Duration
 
 	mu       sync.RWMutex
@@ -153,12 +154,8 @@ func (r *Router) HandleFunc(name string, f func(st *Stream)) {
 // answers and closes itself, and it returns when the message's handler
 // has returned.
 func (r *Router) ServeStream(st *Stream) {
-	timeout := r.PrefaceTimeout
-	if timeout <= 0 {
-		timeout = defaultPrefaceTimeout
-	}
 	var buf [1 + maxStreamName]byte
-	st.SetReadDeadline(time.Now().Add(timeout))
+	st.SetReadDeadline(deadlineIn(r.prefaceTimeout()))
 	_, err := io.ReadFull(st, buf[:1])
 	n := int(buf[0])
 	if err == nil && n > 0 {

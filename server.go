@@ -92,8 +92,7 @@ type SessionServer struct {
 	// HandshakeTimeout bounds each TLS handshake; a connection that has
 	// not completed it in time is closed and counted in
 	// ServerStats.HandshakeErrors. Used only with TLSConfig. Zero means
-	// 10s; a negative value makes Serve return an error wrapping
-	// [ErrInvalidConfig].
+	// 10s; negative means no limit.
 	HandshakeTimeout time.Duration
 
 	// MaxSessions caps the connections served at once, counting those
@@ -156,8 +155,6 @@ func (srv *SessionServer) verify() error {
 	switch {
 	case srv.Handler == nil:
 		return bad("nil Handler")
-	case srv.HandshakeTimeout < 0:
-		return bad("HandshakeTimeout %v is negative", srv.HandshakeTimeout)
 	case srv.MaxSessions < 0:
 		return bad("MaxSessions %d is negative", srv.MaxSessions)
 	case srv.Config != nil:
@@ -304,11 +301,10 @@ func (srv *SessionServer) serveConn(ctx context.Context, conn net.Conn) {
 func (srv *SessionServer) startSession(ctx context.Context, conn net.Conn) *Session {
 	if srv.TLSConfig != nil {
 		tc := tls.Server(conn, srv.TLSConfig)
-		timeout := srv.HandshakeTimeout
-		if timeout == 0 {
-			timeout = defaultHandshakeTimeout
+		hctx, cancel := context.WithCancel(ctx)
+		if timeout := timeoutOr(srv.HandshakeTimeout, defaultHandshakeTimeout); timeout > 0 {
+			hctx, cancel = context.WithTimeout(ctx, timeout)
 		}
-		hctx, cancel := context.WithTimeout(ctx, timeout)
 		err := tc.HandshakeContext(hctx)
 		cancel()
 		if err != nil {

@@ -462,7 +462,6 @@ func TestServerRefuseInHook(t *testing.T) {
 func TestServerInvalidFields(t *testing.T) {
 	for name, srv := range map[string]*SessionServer{
 		"nil handler":        {},
-		"negative timeout":   {Handler: echoHandler, HandshakeTimeout: -1},
 		"negative max":       {Handler: echoHandler, MaxSessions: -1},
 		"bad session config": {Handler: echoHandler, Config: &Config{}},
 	} {

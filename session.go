@@ -48,14 +48,32 @@ import (
 // Session is one end of a multiplexed connection. Create it with [Client],
 // [Server] or [NewSession].
 //
-// Ownership (lock order: Session.mu, then Stream.mu; never the reverse, and
-// no lock is held across connection I/O or a channel send):
+// Ownership:
 //   - immutable after NewSession: conn, cfg, client, logger, vectored, and
 //     every channel;
-//   - owned by the receive loop, no lock: rd and scratch;
-//   - owned by the send loop, no lock: writeDeadline and the batch state;
+//   - owned by the receive loop, no lock: rd, scratch and small;
+//   - owned by the send loop, no lock: writeDeadline, quarterBytes,
+//     stallStart and the batch;
 //   - atomics: closed, rtt, budget, stats (standalone facts);
+//   - sq has its own lock (sendqueue.go);
 //   - guarded by mu: everything below it.
+//
+// Locks, and every nesting there is (the arrow reads "is held while
+// taking"):
+//   - Session.openMu orders ID allocation with the SYN's place in the send
+//     queue: openMu → Session.mu (allocating), then openMu → Stream.mu →
+//     sendQueue.mu (listing the SYN).
+//   - Stream.writeMu serialises Writes: writeMu → Stream.mu.
+//   - Stream.mu guards one stream's state: Stream.mu → sendQueue.mu, when a
+//     transition queues a frame (the queue's order is then the order of the
+//     stream's transitions).
+//   - sendQueue.mu is a leaf: nothing is taken while it is held.
+//   - Session.mu and Stream.mu are never held together, in either order:
+//     decide under one, release it, then take the other.
+//
+// No lock is held across connection I/O, a channel wait, or a user
+// callback, with one documented exception: Config.MemoryManager is called
+// under Session.mu or Stream.mu and must not block.
 type Session struct {
 	conn     io.ReadWriteCloser
 	cfg      Config
@@ -189,7 +207,8 @@ func (s *Session) IsClient() bool { return s.client }
 // waiting for the peer's ACK, so the caller can write at once; it blocks
 // only while AcceptBacklog of our streams await their ACK. It returns
 // ctx.Err(), [ErrSessionShutdown], [ErrLocalGoAway], an error matching
-// [ErrRemoteGoAway], or [ErrStreamsExhausted].
+// [ErrRemoteGoAway], [ErrStreamsExhausted], or [ErrReceiveBufferFull] when
+// the stream's receive window does not fit the MaxReceiveBuffer budget.
 func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 	select {
 	case s.synSem <- struct{}{}:

@@ -135,8 +135,10 @@ func (st *Stream) Read(p []byte) (int, error) {
 
 // Write writes p as one or more Data frames, each at most the peer's
 // remaining window. It blocks while the window is exhausted and until the
-// send loop has written every frame (p is never copied: the frames point
-// into it). It returns [ErrStreamClosed] after Close or CloseWrite,
+// send loop has written every frame: the frames point into p, which is
+// not copied into a buffer of ours before the send loop writes it (it then
+// copies payloads up to 4 KiB into its batch, and writes larger ones in
+// place). It returns [ErrStreamClosed] after Close or CloseWrite,
 // [ErrStreamReset], [ErrTimeout] when the write deadline passes while it
 // waits for window, or an error wrapping [ErrSessionShutdown]; n counts
 // the bytes that reached the connection.
