@@ -94,8 +94,10 @@ func (h header) validate(maxData uint32) error {
 	id := h.streamID()
 	switch t {
 	case typeData, typeWindowUpdate:
-		if id == 0 {
-			return fmt.Errorf("%w: %v on stream 0", ErrProtocol, t)
+		if id == 0 && h.flags()&flagSYN != 0 {
+			// Opening stream 0 is a broken peer; any other frame on it
+			// names no stream and is ignored (spec.md §8).
+			return fmt.Errorf("%w: SYN on stream 0", ErrProtocol)
 		}
 		if t == typeData && h.length() > maxData {
 			return fmt.Errorf("%w: data frame of %d bytes exceeds any window we grant (%d)", ErrProtocol, h.length(), maxData)

@@ -57,32 +57,6 @@ var violations = []violation{
 		want: ErrInvalidType,
 	},
 	{
-		name: "data_never_opened_peer_parity",
-		bad:  func(p *rawPeer, l uint32) []byte { return rawDataFrame(0, l+2, []byte("x")) },
-		want: ErrProtocol,
-	},
-	{
-		name: "data_never_opened_our_parity",
-		bad:  func(p *rawPeer, l uint32) []byte { return rawDataFrame(0, l+1, []byte("x")) },
-		want: ErrProtocol,
-	},
-	{
-		name:   "data_never_opened_our_parity_client",
-		client: true,
-		bad:    func(p *rawPeer, l uint32) []byte { return rawDataFrame(0, l+1, []byte("x")) },
-		want:   ErrProtocol,
-	},
-	{
-		name: "window_update_never_opened",
-		bad:  func(p *rawPeer, l uint32) []byte { return rawCtrl(rawWindowUpdate, 0, l+4, 1000) },
-		want: ErrProtocol,
-	},
-	{
-		name: "rst_never_opened",
-		bad:  func(p *rawPeer, l uint32) []byte { return rawCtrl(rawWindowUpdate, rawRST, l+6, 0) },
-		want: ErrProtocol,
-	},
-	{
 		name: "syn_wrong_parity",
 		bad:  func(p *rawPeer, l uint32) []byte { return rawCtrl(rawWindowUpdate, rawSYN, l+1, 0) },
 		want: ErrProtocol,
@@ -114,16 +88,6 @@ var violations = []violation{
 		client: true,
 		bad:    func(p *rawPeer, l uint32) []byte { return rawCtrl(rawWindowUpdate, rawSYN, 0, 0) },
 		want:   ErrProtocol,
-	},
-	{
-		name: "data_on_stream_0",
-		bad:  func(p *rawPeer, l uint32) []byte { return rawDataFrame(0, 0, []byte("x")) },
-		want: ErrProtocol,
-	},
-	{
-		name: "window_update_on_stream_0",
-		bad:  func(p *rawPeer, l uint32) []byte { return rawCtrl(rawWindowUpdate, 0, 0, 1) },
-		want: ErrProtocol,
 	},
 	{
 		name: "ping_on_a_stream",
@@ -1093,5 +1057,116 @@ func TestHostileRstOnEmptyDataAfterFin(t *testing.T) {
 		if got, err := readToError(st); string(got) != "all" || err != io.EOF {
 			t.Fatalf("read %q, %v; want \"all\", io.EOF", got, err)
 		}
+	})
+}
+
+// ignoredFrames are frames that harm nothing: RST, window updates and Data
+// for a stream the session does not track (never opened, already
+// forgotten, stream 0). They are dropped (a payload skipped) and counted,
+// and never end the session (spec.md §8).
+var ignoredFrames = []struct {
+	name   string
+	client bool
+	bad    func(live uint32) []byte
+}{
+	{"data_never_opened_peer_parity", false, func(l uint32) []byte { return rawDataFrame(0, l+2, []byte("x")) }},
+	{"data_never_opened_our_parity", false, func(l uint32) []byte { return rawDataFrame(0, l+1, []byte("x")) }},
+	{"data_never_opened_our_parity_client", true, func(l uint32) []byte { return rawDataFrame(0, l+1, []byte("x")) }},
+	{"data_with_fin_never_opened", false, func(l uint32) []byte { return rawDataFrame(rawFIN, l+2, []byte("xyz")) }},
+	{"window_update_never_opened", false, func(l uint32) []byte { return rawCtrl(rawWindowUpdate, 0, l+4, 1000) }},
+	{"rst_never_opened", false, func(l uint32) []byte { return rawCtrl(rawWindowUpdate, rawRST, l+6, 0) }},
+	{"rst_on_data_never_opened", false, func(l uint32) []byte { return rawCtrl(rawData, rawRST, l+8, 0) }},
+	{"data_on_stream_0", false, func(uint32) []byte { return rawDataFrame(0, 0, []byte("x")) }},
+	{"window_update_on_stream_0", false, func(uint32) []byte { return rawCtrl(rawWindowUpdate, 0, 0, 1) }},
+	{"rst_on_stream_0", false, func(uint32) []byte { return rawCtrl(rawWindowUpdate, rawRST, 0, 0) }},
+}
+
+// TestHostileIgnoredFrames: each harmless frame, sent after a live stream
+// was opened, is counted and changes nothing: the live stream still moves
+// data both ways, the session answers pings and opens new streams.
+func TestHostileIgnoredFrames(t *testing.T) {
+	for _, c := range ignoredFrames {
+		t.Run(c.name, func(t *testing.T) {
+			forEachRawTransport(t, func(t *testing.T, tcp bool) {
+				p := newRawPeer(t, rawPeerOptions{sessionIsClient: c.client, tcp: tcp})
+				live := p.newID()
+				p.send(rawDataFrame(rawSYN, live, []byte("hello")))
+				st := p.accept(live)
+				p.expect(rawWindowUpdate, rawACK, live, 0)
+				p.send(c.bad(live))
+				p.send(rawDataFrame(rawFIN, live, []byte(" world")))
+				if got, err := io.ReadAll(st); err != nil || string(got) != "hello world" {
+					t.Fatalf("live stream read %q, %v; want \"hello world\"", got, err)
+				}
+				if before := p.sync(); len(before) != 0 {
+					t.Fatalf("session answered the ignored frame with %v", before)
+				}
+				if err := p.sess.Err(); err != nil {
+					t.Fatalf("session ended: %v", err)
+				}
+				if n := p.sess.Stats().FramesIgnored; n != 1 {
+					t.Fatalf("Stats().FramesIgnored = %d; want 1", n)
+				}
+				if _, err := st.Write([]byte("back")); err != nil {
+					t.Fatalf("Write on the live stream: %v", err)
+				}
+				p.expect(rawData, 0, live, 4)
+			})
+		})
+	}
+}
+
+// TestHostileStrayFrameStorm: 5,000 SYN+data+RST triples, then 5,000 RSTs
+// for IDs never opened and 100 RSTs on stream 0, while a live stream is
+// open: the session survives, the table drains to the live stream, pings
+// are answered and new streams work.
+func TestHostileStrayFrameStorm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newRawPeer(t, rawPeerOptions{})
+		live := p.openStream()
+		p.setCountOnly(func(f rawFrame) bool { return f.Flags&rawRST != 0 })
+		var buf []byte
+		for range 5000 {
+			id := p.newID()
+			buf = append(buf, rawDataFrame(rawSYN, id, []byte("x"))...)
+			buf = append(buf, rawCtrl(rawWindowUpdate, rawRST, id, 0)...)
+		}
+		for i := range 5000 {
+			buf = append(buf, rawCtrl(rawWindowUpdate, rawRST, uint32(1_000_001+2*i), 0)...)
+		}
+		for range 100 {
+			buf = append(buf, rawCtrl(rawWindowUpdate, rawRST, 0, 0)...)
+		}
+		p.send(buf)
+		synctest.Wait()
+		if err := p.sess.Err(); err != nil {
+			t.Fatalf("session ended by the storm: %v", err)
+		}
+		// The backlog holds the first AcceptBacklog streams, reset; the
+		// rest were refused, so their RSTs name forgotten streams too.
+		refused := 5000 - defaultAcceptBacklog
+		if n := p.sess.Stats().FramesIgnored; n != uint64(5100+refused) {
+			t.Errorf("Stats().FramesIgnored = %d; want %d", n, 5100+refused)
+		}
+		if n := p.sess.NumStreams(); n != 1 {
+			t.Errorf("NumStreams = %d after the storm; want 1, the live stream", n)
+		}
+		p.setCountOnly(nil)
+		for range defaultAcceptBacklog { // drain the backlog of reset streams
+			st, err := p.sess.AcceptStream(context.Background())
+			if err != nil {
+				t.Fatalf("AcceptStream: %v", err)
+			}
+			if _, err := st.Read(make([]byte, 1)); !errors.Is(err, ErrStreamReset) {
+				t.Fatalf("backlog stream %d: Read = %v; want ErrStreamReset", st.StreamID(), err)
+			}
+		}
+		p.send(rawCtrl(rawPing, rawSYN, 0, 42))
+		p.expect(rawPing, rawACK, 0, 42)
+		if _, err := live.Write([]byte("alive")); err != nil {
+			t.Fatalf("Write on the live stream: %v", err)
+		}
+		p.expect(rawData, 0, live.StreamID(), 5)
+		p.openStream() // new streams work
 	})
 }

@@ -92,16 +92,18 @@ func (s *Session) handleStreamFrame(h header) error {
 	} else {
 		s.mu.Lock()
 		st = s.streams[id]
-		opened := s.openedLocked(id)
 		s.mu.Unlock()
-		if st == nil && !opened {
-			return fmt.Errorf("%w: %v for stream %d, which was never opened", ErrProtocol, h.typ(), id)
-		}
 	}
 	if st == nil {
-		// A stream we already forgot (reset, or refused): its frames are
-		// still in flight. Drop them without answering, so that a reset
-		// cannot ping-pong.
+		// A stream we do not track: already forgotten (its frames were
+		// in flight when we reset or finished it), refused, never
+		// opened, or stream 0. Nothing of ours depends on it, so its
+		// frames are dropped and counted, never answered (an RST could
+		// ping-pong) and never fatal: one stray frame must not tear down
+		// hundreds of live streams (spec.md §8).
+		if fl&flagSYN == 0 { // a refused SYN is counted as refused
+			s.stats.framesIgnored.Add(1)
+		}
 		if h.typ() == typeData {
 			return s.discard(h.length())
 		}

@@ -19,6 +19,7 @@ type sessionCounters struct {
 	streamsRefused  atomic.Uint64 // SYNs answered with RST by the limits
 	pingsDropped    atomic.Uint64 // pings left unanswered: the answer queue was full
 	refusalsUnsent  atomic.Uint64 // refusal RSTs not sent: maxPendingRefusals were waiting
+	framesIgnored   atomic.Uint64 // frames for streams we do not track, dropped
 	lastFrame       atomic.Int64  // UnixNano of the last frame received
 }
 
@@ -33,6 +34,7 @@ type SessionStats struct {
 	StreamsRefused             uint64 // peer's SYNs refused with RST by a limit or GoAway
 	PingsDropped               uint64 // peer's pings left unanswered in a flood (spec.md §5)
 	RefusalsUnsent             uint64 // refusal RSTs not sent in a SYN flood (spec.md §8)
+	FramesIgnored              uint64 // frames for streams not tracked (forgotten, never opened, stream 0), dropped (spec.md §8)
 	ActiveStreams              int    // streams tracked now (NumStreams)
 	LastRTT                    time.Duration
 	LastFrameReceived          time.Time // zero before the first frame
@@ -54,6 +56,7 @@ func (s *Session) Stats() SessionStats {
 		StreamsRefused:  c.streamsRefused.Load(),
 		PingsDropped:    c.pingsDropped.Load(),
 		RefusalsUnsent:  c.refusalsUnsent.Load(),
+		FramesIgnored:   c.framesIgnored.Load(),
 		ActiveStreams:   s.NumStreams(),
 		LastRTT:         s.RTT(),
 		State:           s.State(),
