@@ -16,10 +16,13 @@ import (
 // [SessionServer], [Pool] and [Router], has one other convention for all
 // its timeouts: zero means the default, negative means no limit.)
 type Config struct {
-	// AcceptBacklog is how many streams the peer may have opened that this
-	// end has not yet accepted; a SYN beyond it is answered with RST. It is
-	// also how many of our own opened streams may wait for the peer's ACK at
-	// once: OpenStream blocks beyond that. Default 256; range 1..65535.
+	// AcceptBacklog is how many of our own opened streams may wait for the
+	// peer's ACK at once: OpenStream blocks beyond that. (Unlike
+	// hashicorp/yamux, it does not refuse the peer's streams: a burst from
+	// a peer that does not wait for ACKs, as js-libp2p's yamux, is queued
+	// for AcceptStream within MaxIncomingStreams and MaxReceiveBuffer,
+	// which bound an application that never accepts; spec.md §3.2.)
+	// Default 256; range 1..65535.
 	AcceptBacklog int
 
 	// EnableKeepAlive sends a ping every KeepAliveInterval and closes the

@@ -528,7 +528,7 @@ func TestHostileSynFlood(t *testing.T) {
 		cfg  func(*Config)
 		kept int // streams that wait in the backlog
 	}{
-		{"accept_backlog", func(*Config) {}, defaultAcceptBacklog},
+		{"accept_queue", func(*Config) {}, defaultMaxIncomingStreams},
 		{"max_incoming_streams", func(c *Config) { c.MaxIncomingStreams = 16 }, 16},
 		{"max_receive_buffer", func(c *Config) { c.MaxReceiveBuffer = 8 * rawInitialWindow }, 8},
 	}
@@ -645,18 +645,19 @@ func TestHostileRstFlood(t *testing.T) {
 				buf = append(buf, rawCtrl(rawWindowUpdate, rawRST, id, 0)...)
 			}
 			p.send(buf)
-			// The first AcceptBacklog streams wait, dead, in the backlog;
-			// the backlog then being full, the rest are refused.
+			// The first MaxIncomingStreams streams wait, dead, in the
+			// accept queue; the queue then being full, the rest are
+			// refused.
 			synctest.Wait() // every frame has been read and answered or counted
 			// Refusals beyond the bounded queue are counted, not sent.
-			p.waitCount(rawWindowUpdate, rawRST, n-defaultAcceptBacklog-int(p.sess.Stats().RefusalsUnsent))
+			p.waitCount(rawWindowUpdate, rawRST, n-defaultMaxIncomingStreams-int(p.sess.Stats().RefusalsUnsent))
 			if grew := int64(heapInUse()) - int64(heap0); grew > 8<<20 {
 				t.Errorf("heap grew by %d bytes; want < 8 MiB", grew)
 			}
 			if n := p.sess.NumStreams(); n != 0 {
 				t.Errorf("NumStreams = %d; want 0: every stream was reset", n)
 			}
-			for _, id := range ids[:defaultAcceptBacklog] {
+			for _, id := range ids[:defaultMaxIncomingStreams] {
 				st := p.accept(id)
 				got, err := readToError(st)
 				if len(got) != 0 || !errors.Is(err, ErrStreamReset) {
@@ -1142,9 +1143,10 @@ func TestHostileStrayFrameStorm(t *testing.T) {
 		if err := p.sess.Err(); err != nil {
 			t.Fatalf("session ended by the storm: %v", err)
 		}
-		// The backlog holds the first AcceptBacklog streams, reset; the
-		// rest were refused, so their RSTs name forgotten streams too.
-		refused := 5000 - defaultAcceptBacklog
+		// The accept queue holds the first MaxIncomingStreams streams,
+		// reset; the rest were refused, so their RSTs name forgotten
+		// streams too.
+		refused := 5000 - defaultMaxIncomingStreams
 		if n := p.sess.Stats().FramesIgnored; n != uint64(5100+refused) {
 			t.Errorf("Stats().FramesIgnored = %d; want %d", n, 5100+refused)
 		}
@@ -1152,7 +1154,7 @@ func TestHostileStrayFrameStorm(t *testing.T) {
 			t.Errorf("NumStreams = %d after the storm; want 1, the live stream", n)
 		}
 		p.setCountOnly(nil)
-		for range defaultAcceptBacklog { // drain the backlog of reset streams
+		for range defaultMaxIncomingStreams { // drain the backlog of reset streams
 			st, err := p.sess.AcceptStream(context.Background())
 			if err != nil {
 				t.Fatalf("AcceptStream: %v", err)
@@ -1168,5 +1170,42 @@ func TestHostileStrayFrameStorm(t *testing.T) {
 		}
 		p.expect(rawData, 0, live.StreamID(), 5)
 		p.openStream() // new streams work
+	})
+}
+
+// TestHostileBurstWithoutWaitingForACKs: a peer that opens 1,000 streams at
+// once without waiting for ACKs (js-libp2p's yamux does not limit its
+// un-ACKed streams) gets every one accepted while the application's accept
+// loop runs: within MaxIncomingStreams a burst is queued, not reset.
+func TestHostileBurstWithoutWaitingForACKs(t *testing.T) {
+	forEachRawTransport(t, func(t *testing.T, tcp bool) {
+		p := newRawPeer(t, rawPeerOptions{tcp: tcp})
+		p.setCountOnly(func(f rawFrame) bool { return f.Type == rawWindowUpdate && f.Flags&(rawACK|rawRST) != 0 })
+		const n = 1000
+		var buf []byte
+		for range n {
+			buf = append(buf, rawDataFrame(rawSYN, p.newID(), []byte("x"))...)
+		}
+		accepted := make(chan int, 1)
+		go func() {
+			got := 0
+			for got < n {
+				st, err := p.sess.AcceptStream(context.Background())
+				if err != nil {
+					break
+				}
+				got++
+				go func() { st.Read(make([]byte, 1)); st.Close() }()
+			}
+			accepted <- got
+		}()
+		p.send(buf)
+		if got := <-accepted; got != n {
+			t.Fatalf("accepted %d of %d streams", got, n)
+		}
+		p.waitCount(rawWindowUpdate, rawACK, n)
+		if s := p.sess.Stats(); s.StreamsRefused != 0 || p.count(rawWindowUpdate, rawRST) != 0 {
+			t.Fatalf("%d streams refused, %d RSTs; want none", s.StreamsRefused, p.count(rawWindowUpdate, rawRST))
+		}
 	})
 }

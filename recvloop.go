@@ -202,7 +202,7 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 		// apart would take memory per closed stream, so it is accepted as
 		// new (spec.md §3.2).
 	}
-	refuse := ""
+	refuse := "" // why the stream is refused with RST
 	switch {
 	case s.err != nil:
 		refuse = "session closing"
@@ -210,6 +210,10 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 		refuse = "GoAway sent"
 	case s.incoming >= s.cfg.MaxIncomingStreams:
 		refuse = "MaxIncomingStreams reached"
+	case len(s.accepts)-s.acceptHead >= s.cfg.MaxIncomingStreams:
+		// Streams the peer reset while they waited are no longer
+		// counted in incoming but still wait to be accepted.
+		refuse = "accept queue full"
 	case s.reserveInitial(s.cfg.InitialStreamWindowSize) != nil:
 		refuse = "MaxReceiveBuffer or MemoryManager refused"
 	}
@@ -225,18 +229,11 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 	st := newStream(s, id, false)
 	s.streams[id] = st
 	s.incoming++
+	s.accepts = append(s.accepts, st)
 	s.mu.Unlock()
-
 	select {
-	case s.acceptCh <- st:
-		return st, nil
+	case s.acceptReady <- struct{}{}:
 	default:
 	}
-	s.stats.streamsRefused.Add(1)
-	s.logger.Warn("yamux: accept backlog full, refusing stream", "stream", id)
-	st.mu.Lock()
-	forget := st.handleLocked(evRefuse, nil)
-	st.mu.Unlock()
-	st.finish(forget)
-	return nil, nil
+	return st, nil
 }

@@ -89,10 +89,10 @@ type Session struct {
 	quarterBytes  int64     // send loop only: bytes written since writeDeadline was armed
 	stallStart    time.Time // send loop only: since when writes are stalled (zero: they move)
 
-	sq       sendQueue     // any goroutine -> send loop; never blocks a producer
-	acceptCh chan *Stream  // receive loop -> AcceptStream; cap AcceptBacklog
-	synSem   chan struct{} // one token per stream we opened that awaits its ACK
-	frames   framePool
+	sq          sendQueue     // any goroutine -> send loop; never blocks a producer
+	acceptReady chan struct{} // 1-buffered: accepts became non-empty
+	synSem      chan struct{} // one token per stream we opened that awaits its ACK
+	frames      framePool
 
 	openMu sync.Mutex // orders OpenStream's ID allocation with its SYN's enqueue
 
@@ -111,9 +111,11 @@ type Session struct {
 
 	mu           sync.Mutex
 	streams      map[uint32]*Stream
-	nextID       uint64 // next ID we open; > MaxUint32 means exhausted
-	lastRemoteID uint32 // highest ID the peer has opened
-	incoming     int    // live streams the peer opened
+	nextID       uint64    // next ID we open; > MaxUint32 means exhausted
+	lastRemoteID uint32    // highest ID the peer has opened
+	incoming     int       // live streams the peer opened
+	accepts      []*Stream // streams the peer opened, not yet accepted: accepts[acceptHead:]
+	acceptHead   int
 	localGoAway  bool
 	remoteGoAway *GoAwayError
 	finalGoAway  *GoAwayCode // GoAway the send loop writes last, if any
@@ -156,21 +158,21 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 		return nil, fmt.Errorf("%w: nil connection", ErrInvalidConfig)
 	}
 	s := &Session{
-		conn:       conn,
-		cfg:        *cfg,
-		client:     client,
-		logger:     cfg.Logger,
-		rd:         bufio.NewReaderSize(conn, readBufferSize),
-		sq:         newSendQueue(),
-		acceptCh:   make(chan *Stream, cfg.AcceptBacklog),
-		synSem:     make(chan struct{}, cfg.AcceptBacklog),
-		doneCh:     make(chan struct{}),
-		drainingCh: make(chan struct{}),
-		idleCh:     make(chan struct{}, 1),
-		sendDone:   make(chan struct{}),
-		recvDone:   make(chan struct{}),
-		streams:    make(map[uint32]*Stream),
-		pings:      make(map[uint32]*pendingPing),
+		conn:        conn,
+		cfg:         *cfg,
+		client:      client,
+		logger:      cfg.Logger,
+		rd:          bufio.NewReaderSize(conn, readBufferSize),
+		sq:          newSendQueue(),
+		acceptReady: make(chan struct{}, 1),
+		synSem:      make(chan struct{}, cfg.AcceptBacklog),
+		doneCh:      make(chan struct{}),
+		drainingCh:  make(chan struct{}),
+		idleCh:      make(chan struct{}, 1),
+		sendDone:    make(chan struct{}),
+		recvDone:    make(chan struct{}),
+		streams:     make(map[uint32]*Stream),
+		pings:       make(map[uint32]*pendingPing),
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -264,21 +266,32 @@ func (s *Session) newOutgoingStream() (*Stream, error) {
 // session ends. It sends the stream's ACK before returning it. It returns
 // ctx.Err() or an error wrapping [ErrSessionShutdown].
 func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
-	select {
-	case <-s.doneCh: // an ended session accepts nothing, backlog or not
-		return nil, s.Err()
-	default:
-	}
 	var st *Stream
-	select {
-	case st = <-s.acceptCh:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.doneCh:
-		return nil, s.Err()
-	}
-	if s.closed.Load() {
-		return nil, s.Err() // both were ready; the session's end wins
+	for st == nil {
+		s.mu.Lock()
+		if s.err != nil { // an ended session accepts nothing, queued or not
+			s.mu.Unlock()
+			return nil, s.Err()
+		}
+		st = s.popAcceptLocked()
+		more := s.acceptHead < len(s.accepts)
+		s.mu.Unlock()
+		if st != nil {
+			if more { // pass the wake-up on to another waiting AcceptStream
+				select {
+				case s.acceptReady <- struct{}{}:
+				default:
+				}
+			}
+			break
+		}
+		select {
+		case <-s.acceptReady:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.doneCh:
+			return nil, s.Err()
+		}
 	}
 	s.stats.streamsAccepted.Add(1)
 	// A stream the peer reset while it waited in the backlog gets no ACK
@@ -286,6 +299,24 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	// still gets it: it may hold data and a FIN.
 	st.accept()
 	return st, nil
+}
+
+// popAcceptLocked takes the oldest stream waiting to be accepted, or nil.
+// Call with s.mu held.
+func (s *Session) popAcceptLocked() *Stream {
+	if s.acceptHead == len(s.accepts) {
+		return nil
+	}
+	st := s.accepts[s.acceptHead]
+	s.accepts[s.acceptHead] = nil
+	s.acceptHead++
+	if s.acceptHead == len(s.accepts) {
+		s.accepts, s.acceptHead = s.accepts[:0], 0
+		if cap(s.accepts) > 64 {
+			s.accepts = nil // a burst is over: do not keep its room
+		}
+	}
+	return st
 }
 
 // DialContext opens a stream as a net.Conn, ignoring network and address:
@@ -393,6 +424,8 @@ func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
 		streams = append(streams, st)
 	}
 	clear(s.streams)
+	clear(s.accepts)
+	s.accepts, s.acceptHead = nil, 0
 	for id, p := range s.pings {
 		close(p.done)
 		delete(s.pings, id)
