@@ -314,17 +314,19 @@ func TestResetByPeer(t *testing.T) {
 	})
 }
 
-// TestResetRefusedStream: a stream beyond the acceptor's backlog is refused
+// TestResetRefusedStream: a stream beyond the acceptor's limit is refused
 // with RST, in both directions. The opener's Read fails with its reset
-// error; the stream that fit in the backlog still works. Only the acceptor
-// gets the backlog of 1: in all three muxers AcceptBacklog also caps the
-// opener's own streams awaiting an ACK, which would block the second Open.
+// error; the stream that fit still works. The peers refuse beyond their
+// accept backlog of 1 (in both, AcceptBacklog also caps the opener's own
+// streams awaiting an ACK, so only the acceptor gets it); we queue a burst
+// for AcceptStream and refuse beyond MaxIncomingStreams, here 1 (spec.md
+// §3.2).
 func TestResetRefusedStream(t *testing.T) {
 	for _, d := range directions {
 		t.Run(d.name, func(t *testing.T) {
 			o, wantErr := options{peerAcceptBacklog: 1}, func(*pair) error { return yamux.ErrStreamReset }
 			if !d.oursFirst {
-				o, wantErr = options{oursAcceptBacklog: 1}, func(p *pair) error { return p.peer.errReset }
+				o, wantErr = options{oursMaxIncoming: 1}, func(p *pair) error { return p.peer.errReset }
 			}
 			forEachPairing(t, o, func(t *testing.T, ctx context.Context, p *pair) {
 				from, to := d.from(p), d.to(p)

@@ -78,7 +78,7 @@ func (m oursMux) Close() error                                    { return m.s.C
 // options tune the sessions for one scenario; zero values keep each
 // muxer's defaults.
 type options struct {
-	oursAcceptBacklog  int           // streams we queue unaccepted before we RST
+	oursMaxIncoming    int           // streams of the peer's we hold (queued unaccepted included) before we RST
 	peerAcceptBacklog  int           // streams the peer queues unaccepted before it RSTs
 	streamCloseTimeout time.Duration // hashicorp only: it RSTs a stream it closed when our FIN is this late
 }
@@ -181,8 +181,8 @@ func newPair(t *testing.T, pg pairing, o options) *pair {
 	t.Helper()
 	oc, pc := tcpPair(t)
 	cfg := yamux.DefaultConfig()
-	if o.oursAcceptBacklog > 0 {
-		cfg.AcceptBacklog = o.oursAcceptBacklog
+	if o.oursMaxIncoming > 0 {
+		cfg.MaxIncomingStreams = o.oursMaxIncoming
 	}
 	ours, err := yamux.NewSession(oc, pg.oursClient, cfg)
 	if err != nil {
