@@ -400,3 +400,75 @@ func TestWriteDeadlineOnStuckConnection(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteDeadlineWhileFrameBeingWritten: the Write's frame is already in
+// the connection write that blocks. At its deadline the Write returns
+// with what that frame carries (it will reach the peer whole: the send
+// loop copies the rest) and a timeout for the part that never got window;
+// the caller may reuse its buffer at once, and the peer still receives the
+// original bytes.
+func TestWriteDeadlineWhileFrameBeingWritten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c1, c2 := net.Pipe()
+		defer c2.Close()
+		cfg := DefaultConfig()
+		cfg.EnableKeepAlive = false
+		s, err := Client(c1, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		st, err := s.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The peer reads the opening ping, the SYN and a first 1-byte
+		// frame, then stops reading.
+		headRead := make(chan error, 1)
+		go func() {
+			_, err := io.ReadFull(c2, make([]byte, 3*headerSize+1))
+			headRead <- err
+		}()
+		if _, err := st.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-headRead; err != nil {
+			t.Fatal(err)
+		}
+		p := make([]byte, 300<<10)
+		for i := range p {
+			p[i] = byte(i % 251)
+		}
+		orig := append([]byte(nil), p...)
+		start := time.Now()
+		st.SetWriteDeadline(start.Add(time.Second))
+		n, err := st.Write(p)
+		if d := time.Since(start); d != time.Second {
+			t.Fatalf("Write returned after %v; want 1s", d)
+		}
+		const inFlight = int(initialStreamWindow) - 1 // the window left after the first byte
+		if n != inFlight || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write = %d, %v; want %d and a timeout", n, err, inFlight)
+		}
+		clear(p) // the caller reuses its buffer
+		var h header
+		if _, err := io.ReadFull(c2, h[:]); err != nil {
+			t.Fatal(err)
+		}
+		if h.typ() != typeData || int(h.length()) != inFlight {
+			t.Fatalf("peer got %v; want Data of %d bytes", h, inFlight)
+		}
+		body := make([]byte, inFlight)
+		if _, err := io.ReadFull(c2, body); err != nil {
+			t.Fatal(err)
+		}
+		for i := range body {
+			if body[i] != orig[i] {
+				t.Fatalf("byte %d of the frame is %d; want %d: the send loop read the caller's reused buffer", i, body[i], orig[i])
+			}
+		}
+		if err := s.Err(); err != nil {
+			t.Fatalf("session ended: %v", err)
+		}
+	})
+}

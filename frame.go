@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 )
 
 // outFrame is one frame queued for the send loop. Data frames point at the
@@ -18,6 +19,12 @@ type outFrame struct {
 	// send loop returns it to framePool itself.
 	wait bool
 	done chan error // 1-buffered, reused across uses
+
+	// abandon is set by a waiter whose deadline passed while the send loop
+	// was writing the frame; released is set by the send loop (and read
+	// only by it) once it has copied the rest and answered the waiter.
+	abandon  atomic.Bool
+	released bool
 }
 
 // framePool recycles a session's frames. It is per session, not global:
@@ -31,6 +38,8 @@ func (fp *framePool) get(hdr header, body []byte, wait bool) *outFrame {
 		f = &outFrame{done: make(chan error, 1)}
 	}
 	f.hdr, f.body, f.wait = hdr, body, wait
+	f.abandon.Store(false)
+	f.released = false
 	return f
 }
 

@@ -35,6 +35,7 @@ type sendBatch struct {
 	buf       []byte      // headers and small payloads, copied; nil while idle
 	bufp      *[]byte     // the pooled slice buf came from
 	vec       net.Buffers // segments of the write: slices of buf and large payloads
+	owners    []*outFrame // owners[i]: the frame whose body vec[i] is, nil for buf
 	wv        net.Buffers // what WriteTo consumes; a field so that it does not escape
 }
 
@@ -98,7 +99,7 @@ func (s *Session) writeBatch(b *sendBatch) error {
 		b.buf = *b.bufp
 	}
 	b.buf = b.buf[:0]
-	b.vec = b.vec[:0]
+	b.vec, b.owners = b.vec[:0], b.owners[:0]
 	for _, h := range b.ctrl {
 		b.buf = append(b.buf, h[:]...)
 	}
@@ -110,13 +111,15 @@ func (s *Session) writeBatch(b *sendBatch) error {
 			continue
 		}
 		b.vec = append(b.vec, b.buf[start:len(b.buf)], f.body)
+		b.owners = append(b.owners, nil, f)
 		start = len(b.buf)
 	}
 	if start < len(b.buf) {
 		b.vec = append(b.vec, b.buf[start:])
+		b.owners = append(b.owners, nil)
 	}
 	b.wv = b.vec
-	err := s.writeConn(&b.wv)
+	err := s.writeConn(b)
 	if err == nil {
 		s.stats.framesSent.Add(uint64(b.count()))
 		s.stats.bytesSent.Add(uint64(len(b.ctrl)*headerSize + b.dataBytes))
@@ -129,9 +132,12 @@ func (s *Session) writeBatch(b *sendBatch) error {
 // session is shut down, so that a waiter sees the session's cause.
 func (s *Session) completeBatch(b *sendBatch, err error) {
 	for i, f := range b.data {
-		s.finishFrame(f, err)
+		if !f.released {
+			s.finishFrame(f, err)
+		}
 		b.data[i] = nil
 	}
+	clear(b.owners)
 	b.ctrl, b.data = b.ctrl[:0], b.data[:0]
 	b.dataBytes = 0
 }
@@ -148,7 +154,8 @@ func (s *Session) completeBatch(b *sendBatch, err error) {
 // so detected between 1 and 1.25 timeouts after our last write that moved
 // data (the quarter in which its socket buffers filled counts as alive),
 // and a peer that reads a byte now and then cannot stretch it.
-func (s *Session) writeConn(vec *net.Buffers) error {
+func (s *Session) writeConn(b *sendBatch) error {
+	vec := &b.wv
 	dl, hasDeadline := s.conn.(interface{ SetWriteDeadline(time.Time) error })
 	quarter := s.cfg.ConnectionWriteTimeout / 4
 	blocked := false // a deadline passed during this write
@@ -175,6 +182,13 @@ func (s *Session) writeConn(vec *net.Buffers) error {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return err
 		}
+		if s.interrupt.Swap(false) {
+			// A writer's deadline passed while its frame was in this
+			// write (waitBy): let it go, and carry on where we were.
+			s.releaseAbandoned(b)
+			dl.SetWriteDeadline(s.writeDeadline)
+			continue
+		}
 		blocked = true
 		switch {
 		case s.quarterBytes >= minWriteProgress/4:
@@ -187,6 +201,41 @@ func (s *Session) writeConn(vec *net.Buffers) error {
 		}
 		s.writeDeadline = time.Time{} // arm the next quarter
 	}
+}
+
+// releaseAbandoned lets go of the frames in b whose writers gave up at
+// their deadline while the frames were being written: what is left of
+// their bodies is copied (the rare path: the common one lends the body to
+// the write without copying), and each writer is told its frame is
+// written, since the copy will reach the peer whole. A frame cannot be cut
+// short once its header is out, and so it counts as sent.
+func (s *Session) releaseAbandoned(b *sendBatch) {
+	done := len(b.vec) - len(b.wv) // segments fully written
+	for i, seg := range b.wv {
+		f := b.owners[done+i]
+		if f == nil || f.released || !f.abandon.Load() {
+			continue
+		}
+		b.wv[i] = append([]byte(nil), seg...)
+	}
+	for _, f := range b.data {
+		if !f.released && f.abandon.Load() {
+			f.released = true
+			s.finishFrame(f, nil)
+		}
+	}
+}
+
+// interruptWrite makes a connection write in progress return now, so that
+// the send loop can release a frame whose writer gave up (waitBy).
+func (s *Session) interruptWrite() bool {
+	dl, ok := s.conn.(interface{ SetWriteDeadline(time.Time) error })
+	if !ok {
+		return false
+	}
+	s.interrupt.Store(true)
+	dl.SetWriteDeadline(aLongTimeAgo)
+	return true
 }
 
 // minWriteProgress is the least a connection must carry per
@@ -307,7 +356,23 @@ func (s *Session) waitBy(f *outFrame, deadline time.Time, rest []*outFrame) (err
 	if s.sq.recall(rest) {
 		return ErrTimeout, true
 	}
-	return s.wait(f), false
+	// The send loop is writing f: interrupt it so that it copies what is
+	// left of f and lets us go (releaseAbandoned).
+	// Neither side recycles an abandoned frame: the send loop may still
+	// hold it in its batch while we read its result.
+	f.abandon.Store(true)
+	s.interruptWrite()
+	select {
+	case err := <-f.done:
+		return s.sendResult(err), false
+	case <-s.sendDone:
+		select {
+		case err := <-f.done:
+			return s.sendResult(err), false
+		default:
+		}
+		return s.Err(), false
+	}
 }
 
 // wait blocks until the send loop has written f, or has exited.
@@ -332,6 +397,12 @@ func (s *Session) wait(f *outFrame) error {
 // into what the waiting caller returns.
 func (s *Session) frameResult(f *outFrame, err error) error {
 	s.frames.put(f)
+	return s.sendResult(err)
+}
+
+// sendResult turns the send loop's result for a frame into what its waiter
+// returns.
+func (s *Session) sendResult(err error) error {
 	if err == nil {
 		return nil
 	}

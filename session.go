@@ -104,10 +104,11 @@ type Session struct {
 	wg         sync.WaitGroup
 	connOnce   sync.Once
 
-	closed atomic.Bool  // mirrors err != nil, for lock-free fast paths
-	rtt    atomic.Int64 // last measured ping round trip, in nanoseconds
-	budget atomic.Int64 // receive window bytes still unreserved (MaxReceiveBuffer)
-	stats  sessionCounters
+	closed    atomic.Bool  // mirrors err != nil, for lock-free fast paths
+	interrupt atomic.Bool  // a writer asked the send loop's write to return (interruptWrite)
+	rtt       atomic.Int64 // last measured ping round trip, in nanoseconds
+	budget    atomic.Int64 // receive window bytes still unreserved (MaxReceiveBuffer)
+	stats     sessionCounters
 
 	mu           sync.Mutex
 	streams      map[uint32]*Stream

@@ -242,9 +242,9 @@ func (w *pendingWrites) full() bool { return w.queued == maxInFlight }
 // returned to it while the send loop may still read it) and returns the
 // bytes written and the first error, err if it came first. When the write
 // deadline passes first, the frames the send loop has not taken yet are
-// recalled and their window given back: n then counts exactly the bytes
-// that will reach the peer, and the stream stays usable. A frame already
-// being written is waited for (bounded by ConnectionWriteTimeout).
+// recalled and their window given back, and one it is writing is let go of
+// (see SetWriteDeadline): n then counts exactly the bytes that will reach
+// the peer, and the stream stays usable.
 func (w *pendingWrites) finish(st *Stream, err error) (int, error) {
 	s := st.sess
 	st.mu.Lock()
@@ -406,10 +406,15 @@ func (st *Stream) SetReadDeadline(t time.Time) error {
 }
 
 // SetWriteDeadline sets the write deadline. A Write blocked on the window
-// re-checks it. A Write whose frames wait in the send queue takes back, at
-// the deadline in force when it started waiting, those the send loop has
-// not yet taken; a frame the send loop is already writing is waited for,
-// bounded by ConnectionWriteTimeout.
+// re-checks it. A Write whose frames are queued returns at the deadline in
+// force when it started waiting, even when the connection does not drain:
+// frames the send loop has not taken are taken back and their window given
+// back; a frame the send loop is writing is let go of (the send loop
+// interrupts its write and copies the rest, so the frame still reaches
+// the peer whole and the caller may reuse its buffer). The Write then
+// returns [ErrTimeout] with n counting exactly the bytes that will reach
+// the peer, and the stream stays usable. (On a connection without
+// SetWriteDeadline, a frame being written is waited for.)
 func (st *Stream) SetWriteDeadline(t time.Time) error {
 	st.mu.Lock()
 	st.writeDeadline = t
