@@ -472,3 +472,69 @@ func TestWriteDeadlineWhileFrameBeingWritten(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseDeliversEverythingInOrder: a peer that is reading (and writing:
+// its frames are in flight when we close) receives, after Close, the data
+// written before it, our FIN and the GoAway, in that order, and then a
+// clean end of the connection rather than a reset.
+func TestCloseDeliversEverythingInOrder(t *testing.T) {
+	p := newRawPeer(t, rawPeerOptions{tcp: true})
+	st := p.openStream()
+	if _, err := st.Write([]byte("before close")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	// The peer keeps sending while we close: unread input at close time
+	// is what makes a kernel answer with a reset.
+	p.send(rawDataFrame(0, st.StreamID(), make([]byte, 1024)))
+	start := time.Now()
+	p.sess.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v against a reading peer", d)
+	}
+	p.expect(rawData, 0, st.StreamID(), uint32(len("before close")))
+	p.expect(rawData, rawFIN, st.StreamID(), 0)
+	p.expectGoAway(uint32(GoAwayNormal))
+	p.expectEOF()
+	if p.readErr != nil && !errors.Is(p.readErr, io.EOF) {
+		t.Fatalf("connection ended with %v; want a clean EOF", p.readErr)
+	}
+}
+
+// TestCloseDoesNotWaitOnAStuckPeer: a peer that neither reads nor closes
+// its end; Close returns within closeFlushLimit, with every goroutine of
+// the session stopped.
+func TestCloseDoesNotWaitOnAStuckPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c1, c2 := net.Pipe()
+		defer c2.Close()
+		s, err := Client(c1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		go st.Write(make([]byte, 1<<20))
+		synctest.Wait()
+		start := time.Now()
+		s.Close()
+		if d := time.Since(start); d > closeFlushLimit {
+			t.Fatalf("Close took %v; want at most %v", d, closeFlushLimit)
+		}
+		synctest.Wait()
+		select {
+		case <-s.sendDone:
+		default:
+			t.Fatal("send loop still running after Close")
+		}
+		select {
+		case <-s.recvDone:
+		default:
+			t.Fatal("receive loop still running after Close")
+		}
+	})
+}
