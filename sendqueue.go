@@ -51,12 +51,15 @@ func newSendQueue() sendQueue {
 	return sendQueue{wake: make(chan struct{}, 1)}
 }
 
-// kickLocked wakes the send loop if it is parked; a running loop looks at
-// the queue again before it parks, so it is not woken twice. Call with
-// q.mu held.
-func (q *sendQueue) kickLocked() {
-	if q.parked {
-		q.parked = false
+// unlockAndKick releases q.mu and wakes the send loop if it was parked; a
+// running loop looks at the queue again before it parks, so it is not
+// woken twice. The wake-up is sent after the unlock, so that the woken loop
+// does not wait for the lock its waker still holds.
+func (q *sendQueue) unlockAndKick() {
+	wake := q.parked
+	q.parked = false
+	q.mu.Unlock()
+	if wake {
 		select {
 		case q.wake <- struct{}{}:
 		default:
@@ -68,21 +71,20 @@ func (q *sendQueue) kickLocked() {
 func (q *sendQueue) pushCtrl(h header) {
 	q.mu.Lock()
 	q.ctrl = append(q.ctrl, h)
-	q.kickLocked()
-	q.mu.Unlock()
+	q.unlockAndKick()
 }
 
 // pushRefusal queues the RST refusing stream id, unless maxPendingRefusals
 // are already waiting. It reports whether it was queued.
 func (q *sendQueue) pushRefusal(id uint32) bool {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.refusals >= maxPendingRefusals {
+		q.mu.Unlock()
 		return false
 	}
 	q.refusals++
 	q.ctrl = append(q.ctrl, encodeHeader(typeWindowUpdate, flagRST, id, 0))
-	q.kickLocked()
+	q.unlockAndKick()
 	return true
 }
 
@@ -90,12 +92,12 @@ func (q *sendQueue) pushRefusal(id uint32) bool {
 // already waiting. It reports whether it was queued.
 func (q *sendQueue) pushPingAck(opaque uint32) bool {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if len(q.pingAcks) >= maxPendingPingAcks {
+		q.mu.Unlock()
 		return false
 	}
 	q.pingAcks = append(q.pingAcks, opaque)
-	q.kickLocked()
+	q.unlockAndKick()
 	return true
 }
 
@@ -104,8 +106,7 @@ func (q *sendQueue) pushPingAck(opaque uint32) bool {
 func (q *sendQueue) pushStream(st *Stream) {
 	q.mu.Lock()
 	q.streams = append(q.streams, st)
-	q.kickLocked()
-	q.mu.Unlock()
+	q.unlockAndKick()
 }
 
 // pushData queues a Data, FIN or in-order RST frame behind everything
@@ -114,8 +115,7 @@ func (q *sendQueue) pushStream(st *Stream) {
 func (q *sendQueue) pushData(f *outFrame) {
 	q.mu.Lock()
 	q.data = append(q.data, f)
-	q.kickLocked()
-	q.mu.Unlock()
+	q.unlockAndKick()
 }
 
 // emptyLocked reports whether nothing is queued. Call with q.mu held.

@@ -19,9 +19,10 @@
 //
 // What an idle session holds, for sizing a server (measured with 10 idle
 // streams per session, bench/README.md): the two goroutines' stacks (about
-// 7 KB together), the Session (about 3 KB with its stream table), 256
-// bytes of inline read buffer, one timer with keepalive on, and about 300
-// bytes per idle stream; no read or write buffer. A session that moves
+// 7 KB together), about 5 KB of heap (the Session with 256 bytes of
+// inline read buffer, its stream table, the TCP connection's own state),
+// one timer with keepalive on, and about 300 bytes per idle stream; no read
+// or write buffer. A session that moves
 // data takes a 16 KiB read buffer and a 64 KiB write batch buffer from
 // process-wide pools and gives them back when it goes idle; received data
 // waits in pooled blocks that go back as the application reads.
