@@ -20,9 +20,14 @@ const (
 	StateDraining
 	// StateClosed: the session has ended; see [Session.Err].
 	StateClosed
+	// StateReconnecting: the session runs over a resumable connection
+	// (spec.md §12) that lost its network connection and is being
+	// re-established; Reads and Writes wait meanwhile. See
+	// [Session.Reconnecting].
+	StateReconnecting
 )
 
-// String returns "open", "draining" or "closed".
+// String returns "open", "draining", "closed" or "reconnecting".
 func (st State) String() string {
 	switch st {
 	case StateOpen:
@@ -31,18 +36,24 @@ func (st State) String() string {
 		return "draining"
 	case StateClosed:
 		return "closed"
+	case StateReconnecting:
+		return "reconnecting"
 	}
 	return "unknown"
 }
 
 // State returns the session's current state. To wait for a change instead
-// of polling, use [Session.Draining] and [Session.Done].
+// of polling, use [Session.Draining], [Session.Done] and
+// [Session.Reconnecting]. StateReconnecting takes precedence over
+// StateDraining.
 func (s *Session) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
 	case s.err != nil:
 		return StateClosed
+	case s.connReconnecting(): // resume.go
+		return StateReconnecting
 	case s.draining:
 		return StateDraining
 	}

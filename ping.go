@@ -105,7 +105,7 @@ func (s *Session) startKeepalive() {
 
 // keepaliveFired sends the keepalive ping, or checks its answer.
 func (s *Session) keepaliveFired() {
-	if s.keepaliveStep() {
+	if s.keepaliveStep() && !s.keepaliveResume() { // keepaliveResume: resume.go
 		s.shutdown(ErrKeepAliveTimeout, GoAwayInternalError, true) // logs it
 	}
 }
