@@ -129,7 +129,7 @@ type resumableConn struct {
 	buf         replayBuffer // [acked, buf.end) not acknowledged
 	acked       uint64       // the peer has acknowledged [0, acked)
 	sent        uint64       // the pump has written [0, sent) counting from the generation's start
-	sentMax     uint64       // the most ever written, over all generations
+	sentMax     uint64       // the most ever handed to a network write, over all generations
 	writing     bool         // the pump is writing [writeFrom, ...)
 	writeFrom   uint64
 	closeQueued bool // CloseWrite or Close: a close record follows the data
@@ -711,6 +711,9 @@ func (c *resumableConn) pump() {
 		}
 		c.pongDue, c.pingDue = false, false
 		c.writing, c.writeFrom = true, c.sent
+		// The peer may acknowledge bytes of this write before it returns:
+		// what is handed to the network counts as sent.
+		c.sentMax = max(c.sentMax, c.sent+uint64(dataLen))
 		c.mu.Unlock()
 
 		if hasData {
@@ -731,7 +734,6 @@ func (c *resumableConn) pump() {
 			c.lostLocked(g, err, &a)
 		} else if c.gen == g {
 			c.sent += uint64(dataLen)
-			c.sentMax = max(c.sentMax, c.sent)
 			if sendAck {
 				c.ackSent = max(c.ackSent, ackVal)
 			}
