@@ -251,6 +251,10 @@ func dialResumableConn(ctx context.Context, dial func(ctx context.Context) (net.
 		return nil, err
 	}
 	hs, err := clientNew(ctx, raw, rc)
+	if errors.Is(err, ErrNotResumable) {
+		closeNotResumable(raw)
+		return nil, err
+	}
 	if err != nil {
 		raw.Close()
 		return nil, err

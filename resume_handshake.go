@@ -174,8 +174,11 @@ func exchangeHellos(conn net.Conn, ours, theirs []byte) error {
 		errc <- err
 	}()
 	err := readHello(conn, theirs)
-	if err != nil {
-		conn.SetDeadline(aLongTimeAgo) // the writer may wait for a reader that never comes
+	if err != nil && !errors.Is(err, ErrNotResumable) {
+		// The writer may wait for a reader that never comes. A peer that
+		// does not speak the layer still gets our hello (bounded by the
+		// handshake's deadline): reading it is how it fails fast.
+		conn.SetDeadline(aLongTimeAgo)
 	}
 	werr := <-errc
 	if err != nil {
@@ -450,6 +453,26 @@ func (h *serverHandshake) refuse() {
 	a := make([]byte, resumeAnswerLen)
 	a[0] = statusRefused
 	h.conn.Write(a)
+}
+
+// notResumableLinger bounds how long a connection to a peer that does not
+// speak the layer is drained before it is closed.
+const notResumableLinger = 500 * time.Millisecond
+
+// closeNotResumable closes a connection to a peer that does not speak the
+// layer without a TCP reset: closing with the peer's bytes unread would
+// reset the connection, and a reset can destroy our hello in the peer's
+// receive queue before it reads it, so that it would see "connection
+// reset" instead of the invalid version that explains the failure. It
+// half-closes, reads what the peer still sends until it closes (it does,
+// on our hello) or notResumableLinger passes, then closes.
+func closeNotResumable(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	conn.SetReadDeadline(time.Now().Add(notResumableLinger))
+	io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+	conn.Close()
 }
 
 // isTransientResumeError reports whether a failed resumption attempt is

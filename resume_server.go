@@ -282,14 +282,15 @@ func (l *ResumeListener) handshake(raw net.Conn) {
 	}
 	h, err := serverGreet(ctx, raw, &l.rc)
 	if err != nil {
-		if errors.Is(err, ErrNotResumable) {
-			l.notResumable.Add(1)
-		} else {
-			l.hsErrors.Add(1)
-		}
 		log.Debug("yamux: resumption handshake failed", "remote", raw.RemoteAddr(), "err", err)
 		done()
-		raw.Close()
+		if errors.Is(err, ErrNotResumable) {
+			l.notResumable.Add(1)
+			closeNotResumable(raw)
+		} else {
+			l.hsErrors.Add(1)
+			raw.Close()
+		}
 		return
 	}
 	if h.kind == helloResume {
