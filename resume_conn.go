@@ -1034,27 +1034,37 @@ func (c *resumableConn) CloseWrite() error {
 	return nil
 }
 
+// closeFlushMax bounds Close's flush in all; closeFlushLimit (50 ms)
+// bounds it while it makes no progress.
+const closeFlushMax = time.Second
+
 // Close ends the connection for good. When connected, it first lets the
-// pump write what Write accepted and a close record, for at most
-// closeFlushLimit; a connection being re-established is dropped at once
-// (a server forgets it; a client stops dialing). It waits for the
+// pump write what Write accepted and a close record, as a TCP close lets
+// the kernel send what was written: it waits while that makes progress
+// (writes complete or acknowledgements arrive), at most closeFlushLimit
+// (50 ms) without progress and closeFlushMax (1 s) in all; then, if no
+// Read is in progress, it half-closes the network connection and waits
+// up to closeFlushLimit for the peer's end (so that a TCP reset does not
+// destroy what it sent), and closes it. A connection being re-established is dropped at
+// once (a server forgets it; a client stops dialing). It waits for the
 // connection's goroutines and always returns nil.
 func (c *resumableConn) Close() error {
 	c.mu.Lock()
 	if !c.localClosed {
 		c.localClosed = true
+		deadline := time.Now().Add(closeFlushMax)
 		if c.phase == phaseConnected && !c.closeSent {
 			c.closeQueued = true
 			signal(c.pumpWake)
-			sent, changed := c.closeSentCh, c.stateCh
+			c.flushLocked(deadline)
+		}
+		// Closing a socket with the peer's bytes unread resets it, and a
+		// reset can destroy what we sent in the peer's receive queue. With
+		// no Read in progress to consume them, wait for the peer's end.
+		if g := c.gen; g != nil && c.closeSent && !c.peerClosed && c.readMu.TryLock() {
 			c.mu.Unlock()
-			t := time.NewTimer(closeFlushLimit)
-			select {
-			case <-sent:
-			case <-changed:
-			case <-t.C:
-			}
-			t.Stop()
+			lingerDrain(g, time.Now().Add(closeFlushLimit))
+			c.readMu.Unlock()
 			c.mu.Lock()
 		}
 		var a after
@@ -1067,6 +1077,49 @@ func (c *resumableConn) Close() error {
 	<-c.pumpDone
 	c.wg.Wait()
 	return nil
+}
+
+// lingerDrain half-closes g's connection and reads and discards what the
+// peer still sends until it closes its end or deadline passes. The caller
+// holds readMu.
+func lingerDrain(g *resumeGen, deadline time.Time) {
+	if cw, ok := g.conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	g.conn.SetReadDeadline(deadline)
+	var buf [512]byte
+	for {
+		if _, err := g.rd.Read(buf[:]); err != nil {
+			break
+		}
+	}
+	g.rd.release()
+}
+
+// flushLocked waits, releasing mu meanwhile, until the close record is
+// written, the connection is lost, the flush makes no progress for
+// closeFlushLimit, or deadline passes.
+func (c *resumableConn) flushLocked(deadline time.Time) {
+	for !c.closeSent && c.phase == phaseConnected {
+		progress := c.acked + c.txAct
+		sent, changed := c.closeSentCh, c.stateCh
+		wait := min(closeFlushLimit, time.Until(deadline))
+		if wait <= 0 {
+			return
+		}
+		c.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-sent:
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+		c.mu.Lock()
+		if c.acked+c.txAct == progress && !c.closeSent {
+			return
+		}
+	}
 }
 
 // LocalAddr returns the local address of the current (or last) network
