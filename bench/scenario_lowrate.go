@@ -89,17 +89,21 @@ func (g *lowRateRig) op() (err error) {
 	var errs errOnce
 	var cliWG sync.WaitGroup
 	req := fill(lowRateMsg) // only read, by every client
-	cpu0, t0 := processCPU(), time.Now()
-	end := t0.Add(g.d)
+	// Every client goroutine exists before the clock starts, so that
+	// starting tens of thousands of them does not delay the first requests.
+	start := make(chan struct{})
+	var t0, end time.Time // written before start is closed
 	for i := range f.pairs {
 		for j, st := range f.pairs[i].cli {
 			k := i*farmStreams + j
 			lats[k] = make([]time.Duration, 0, perStream)
-			next := t0.Add(time.Duration(int64(g.period) * int64(k) / int64(total)))
+			offset := time.Duration(int64(g.period) * int64(k) / int64(total))
 			cliWG.Add(1)
 			go func() {
 				defer cliWG.Done()
 				buf := make([]byte, lowRateMsg)
+				<-start
+				next := t0.Add(offset)
 				t := time.NewTimer(time.Hour) // reset before each request
 				defer t.Stop()
 				for ; next.Before(end) && !failed.Load(); next = next.Add(g.period) {
@@ -109,7 +113,7 @@ func (g *lowRateRig) op() (err error) {
 					case <-g.stop:
 						return
 					}
-					t0 := time.Now()
+					sent := time.Now()
 					_, err := st.Write(req)
 					if err == nil {
 						_, err = io.ReadFull(st, buf)
@@ -119,7 +123,7 @@ func (g *lowRateRig) op() (err error) {
 						failed.Store(true)
 						return
 					}
-					lats[k] = append(lats[k], time.Since(t0))
+					lats[k] = append(lats[k], time.Since(sent))
 					wd.tick()
 					if g.count != nil {
 						g.count(1)
@@ -128,6 +132,10 @@ func (g *lowRateRig) op() (err error) {
 			}()
 		}
 	}
+	cpu0 := processCPU()
+	t0 = time.Now()
+	end = t0.Add(g.d)
+	close(start)
 	cliWG.Wait()
 	elapsed, cpu := time.Since(t0), processCPU()-cpu0
 	if err := errs.get(); err != nil {
