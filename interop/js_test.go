@@ -25,7 +25,7 @@ func TestJSBulk64MiB(t *testing.T) {
 	const size = 64 << 20
 	t.Run("ours=client", func(t *testing.T) {
 		ctx := jsContext(t)
-		_, sess := dialJS(t, ctx)
+		_, sess := dialJS(t, ctx, nil)
 		st, err := openCmd(ctx, sess, "echo")
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +85,7 @@ func TestJSConcurrentStreams(t *testing.T) {
 		t.Run(fmt.Sprintf("n=%d/size=%d", c.n, c.size), func(t *testing.T) {
 			t.Run("ours=client", func(t *testing.T) {
 				ctx := jsContext(t)
-				_, sess := dialJS(t, ctx)
+				_, sess := dialJS(t, ctx, nil)
 				var g group
 				for i := range c.n {
 					g.Go(func() error {
@@ -202,7 +202,7 @@ func TestJSPing(t *testing.T) {
 	}
 	t.Run("ours=client", func(t *testing.T) {
 		ctx := jsContext(t)
-		p, sess := dialJS(t, ctx)
+		p, sess := dialJS(t, ctx, nil)
 		if err := ping3(ctx, sess); err != nil {
 			t.Fatal(err)
 		}
@@ -267,7 +267,7 @@ func TestJSHalfClose(t *testing.T) {
 	const size = 1<<20 + 777
 	t.Run("ours=client/from=ours", func(t *testing.T) {
 		ctx := jsContext(t)
-		_, sess := dialJS(t, ctx)
+		_, sess := dialJS(t, ctx, nil)
 		st, err := openCmd(ctx, sess, "echo")
 		if err != nil {
 			t.Fatal(err)
@@ -306,7 +306,7 @@ func TestJSHalfClose(t *testing.T) {
 	}
 	t.Run("ours=client/from=peer", func(t *testing.T) {
 		ctx := jsContext(t)
-		p, sess := dialJS(t, ctx)
+		p, sess := dialJS(t, ctx, nil)
 		st, err := openCmd(ctx, sess, fmt.Sprint("halfclose ", size))
 		if err != nil {
 			t.Fatal(err)

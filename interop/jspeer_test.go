@@ -62,7 +62,7 @@ func jsSetup(t *testing.T) string {
 func installJS() (string, error) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		return "", fmt.Errorf("Node.js %d or newer must be installed (node in PATH) for the interop tests with js-libp2p: %w", jsMinNode, err)
+		return "", fmt.Errorf("the interop tests with js-libp2p need Node.js %d or newer: node is not in PATH: %w", jsMinNode, err)
 	}
 	out, err := exec.Command(node, "--version").Output()
 	if err != nil {
@@ -75,7 +75,7 @@ func installJS() (string, error) {
 	}
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		return "", fmt.Errorf("npm must be installed (in PATH) to install the JS interop peer's packages: %w", err)
+		return "", fmt.Errorf("the interop tests with js-libp2p need npm to install their packages: npm is not in PATH: %w", err)
 	}
 	h := sha256.New()
 	for _, f := range []string{"package.json", "package-lock.json"} {
@@ -223,8 +223,8 @@ func startJS(t *testing.T, ctx context.Context, args ...string) *jsPeer {
 }
 
 // next returns the first event named name that next has not returned yet.
-// It fails if the peer reports an error first, exits without the event,
-// or ctx ends.
+// It fails if the peer reports an error (or a stream-error) first, exits
+// without the event, or ctx ends.
 func (p *jsPeer) next(ctx context.Context, name string) (jsEvent, error) {
 	for {
 		l := p.events
@@ -233,14 +233,14 @@ func (p *jsPeer) next(ctx context.Context, name string) (jsEvent, error) {
 			if l.taken[i] {
 				continue
 			}
-			if e.Event == "error" || e.Event == "stream-error" {
-				l.mu.Unlock()
-				return e, fmt.Errorf("js peer reported %s: %s %s", e.Event, e.Error, e.Message)
-			}
 			if e.Event == name {
 				l.taken[i] = true
 				l.mu.Unlock()
 				return e, nil
+			}
+			if e.Event == "error" || e.Event == "stream-error" {
+				l.mu.Unlock()
+				return e, fmt.Errorf("js peer reported %s: %s %s", e.Event, e.Error, e.Message)
 			}
 		}
 		changed := l.changed
@@ -285,9 +285,9 @@ func (p *jsPeer) wait(t *testing.T, ctx context.Context) {
 	}
 }
 
-// dialJS starts the peer's server and connects our client session to it.
-// The session is closed when the test ends.
-func dialJS(t *testing.T, ctx context.Context) (*jsPeer, *yamux.Session) {
+// dialJS starts the peer's server and connects our client session to it,
+// with cfg (nil: the defaults). The session is closed when the test ends.
+func dialJS(t *testing.T, ctx context.Context, cfg *yamux.Config) (*jsPeer, *yamux.Session) {
 	t.Helper()
 	p := startJS(t, ctx, "server")
 	l := p.mustNext(t, ctx, "listening")
@@ -297,7 +297,7 @@ func dialJS(t *testing.T, ctx context.Context) (*jsPeer, *yamux.Session) {
 		t.Fatalf("dialing the js peer: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	sess, err := yamux.Client(conn, nil)
+	sess, err := yamux.Client(conn, cfg)
 	if err != nil {
 		t.Fatalf("Client: %v", err)
 	}

@@ -66,8 +66,8 @@ function errName (err) {
 }
 
 // SocketConnection is the libp2p MultiaddrConnection the muxer runs on: a
-// Node net.Socket, as @libp2p/tcp's toMultiaddrConnection makes it (without
-// its inactivity timeout and metrics).
+// Node net.Socket, as @libp2p/tcp 11's toMultiaddrConnection makes it
+// (without its inactivity timeout, metrics and Unix socket support).
 class SocketConnection extends AbstractMultiaddrConnection {
   constructor (socket, direction) {
     super({
@@ -108,8 +108,14 @@ class SocketConnection extends AbstractMultiaddrConnection {
     await closed
   }
 
+  // sendReset resets the TCP connection, as @libp2p/tcp does when a
+  // connection is aborted.
   sendReset () {
-    this.socket.destroy()
+    if (this.socket.writableEnded) {
+      this.socket.destroy()
+      return
+    }
+    this.socket.resetAndDestroy()
   }
 
   sendPause () {
@@ -134,10 +140,20 @@ const maxStreamWindow = 16 << 20
 // and the muxer resets the stream (StreamBufferError) when that exceeds
 // 4 MiB: a Go client sending 64 MiB to a default echo server is reset after
 // a few MiB. So the buffer here holds a whole window.
+//
+// The muxer pings at once when it starts (its keepalive), and a ping answer
+// that arrives after it gave up on the ping is a protocol error to it
+// (UnRequestedPingError): it sends GoAway(protocol error) and resets the
+// connection. It gives up on its keepalive ping when it stops its
+// keepalive, which it does on receiving GoAway. So that a Go end's early
+// GoAway cannot meet the answer to that first ping, nothing starts until
+// the answer has come: the returned started promise (TestJSLatePingAnswer
+// shows the failure itself).
 function newMuxer (socket, direction) {
   const conn = new SocketConnection(socket, direction)
   const muxer = yamux({ streamOptions: { maxReadBufferLength: maxStreamWindow } })().createStreamMuxer(conn)
-  return { conn, muxer }
+  const started = muxer.ping({ signal: AbortSignal.timeout(5000) })
+  return { conn, muxer, started }
 }
 
 // Reader reads a stream sequentially. It pauses the stream (which stops the
@@ -333,6 +349,16 @@ async function closeSession (muxer, conn) {
   await conn.close()
 }
 
+// abortSession is how a js-libp2p Connection aborts on an error: the
+// muxer's abort (RST on every stream, then GoAway), then the connection's
+// (a TCP reset). The reset comes a moment later here, so that the frames
+// before it are not discarded from the socket's send buffer.
+function abortSession (muxer, conn) {
+  const err = new Error('aborted by the test')
+  muxer.abort(err)
+  setTimeout(() => conn.abort(err), 10)
+}
+
 // streamEcho sends everything it reads back, and half-closes at the end.
 async function streamEcho (stream, r) {
   for (;;) {
@@ -366,9 +392,9 @@ async function serveStream (muxer, conn, stream) {
       emit({ event: 'halfclose-received', stream: id, ...got })
       return
     }
-    case 'reset': // "ready", then RST
+    case 'reset': // "ready"; RST once "go" has come (so that "ready" was read)
       await send(stream, Buffer.from('ready\n'))
-      await sleep(10)
+      await r.readLine()
       stream.abort(new Error('reset by the test'))
       emit({ event: 'reset', stream: id, send: trySend(stream) })
       return
@@ -386,17 +412,34 @@ async function serveStream (muxer, conn, stream) {
       return
     case 'close': // "ready", then close the session
       await send(stream, Buffer.from('ready\n'))
-      await sleep(10)
       await closeSession(muxer, conn)
       emit({ event: 'closed', stream: id })
       return
     case 'abort': // "ready", then abort the session
       await send(stream, Buffer.from('ready\n'))
+      abortSession(muxer, conn)
       await sleep(10)
-      muxer.abort(new Error('aborted by the test'))
-      await sleep(10)
-      conn.abort(new Error('aborted by the test'))
       emit({ event: 'aborted', stream: id })
+      return
+    case 'flood': { // send until the stream fails; report how
+      let bytes = 0
+      try {
+        for (;;) {
+          const b = crypto.randomBytes(64 << 10)
+          await send(stream, b)
+          bytes += b.byteLength
+        }
+      } catch (err) {
+        emit({ event: 'flood', stream: id, bytes, error: errName(err) })
+      }
+      return
+    }
+    case 'abandon-ping': // a ping given up on before its answer comes
+      try {
+        await muxer.ping({ signal: AbortSignal.abort() })
+      } catch (err) {
+        emit({ event: 'abandoned-ping', stream: id, error: errName(err) })
+      }
       return
     case 'ping': { // pings: three one after another, three at once
       const rtts = []
@@ -419,11 +462,15 @@ async function server () {
   emit({ event: 'listening', port: srv.address().port })
   const socket = await new Promise((resolve) => srv.once('connection', resolve))
   srv.close()
-  const { conn, muxer } = newMuxer(socket, 'inbound')
+  const { conn, muxer, started } = newMuxer(socket, 'inbound')
   muxer.addEventListener('stream', (evt) => {
     const stream = evt.detail
-    serveStream(muxer, conn, stream).catch((err) => {
-      emit({ event: 'stream-error', stream: stream.streamId, error: errName(err), message: String(err?.message ?? err) })
+    started.then(() => serveStream(muxer, conn, stream)).catch((err) => {
+      // A stream that fails after the session ended (closed or aborted by
+      // a command, or by the Go side) is what the command reports on.
+      if (muxer.status === 'open') {
+        emit({ event: 'stream-error', stream: stream.streamId, error: errName(err), message: String(err?.message ?? err) })
+      }
       stream.abort(err)
     })
   })
@@ -507,11 +554,20 @@ const scenarios = {
   },
 
   // watch: an established stream; report how it ends (the Go server resets
-  // it, sends GoAway or closes the session).
-  async watch (muxer) {
+  // it, sends GoAway or closes the session). A muxer closed by the Go
+  // server's GoAway leaves the connection open (closing it is the job of
+  // its owner, a js-libp2p Connection); then wait, up to 10 s, for the Go
+  // server to close it, so that it can look at what is left.
+  async watch (muxer, conn) {
     const { stream, r } = await establish(muxer, 'watch')
     const out = await r.outcome()
-    emit({ event: 'watch', stream: stream.streamId, ...out, send: trySend(stream), status: stream.status, open: await tryOpen(muxer), ping: await tryPing(muxer, 500), muxer: muxer.status })
+    emit({ event: 'watch', stream: stream.streamId, ...out, send: trySend(stream), status: stream.status, open: await tryOpen(muxer), ping: await tryPing(muxer, 5000), muxer: muxer.status })
+    if (muxer.status !== 'open' && conn.status === 'open') {
+      await new Promise((resolve) => {
+        conn.addEventListener('close', resolve, { once: true })
+        setTimeout(resolve, 10000).unref()
+      })
+    }
   },
 
   // reset: an established stream, then our RST.
@@ -548,9 +604,8 @@ const scenarios = {
   async abort (muxer, conn) {
     await establish(muxer, 'idle')
     await establish(muxer, 'abort')
-    muxer.abort(new Error('aborted by the test'))
+    abortSession(muxer, conn)
     await sleep(10)
-    conn.abort(new Error('aborted by the test'))
     emit({ event: 'aborted', muxer: muxer.status })
   }
 }
@@ -563,15 +618,21 @@ async function client (port, name, args) {
     socket.once('connect', resolve)
     socket.once('error', reject)
   })
-  const { conn, muxer } = newMuxer(socket, 'outbound')
+  const { conn, muxer, started } = newMuxer(socket, 'outbound')
   muxer.addEventListener('stream', (evt) => {
     evt.detail.abort(new Error('the client accepts no streams'))
   })
+  await started
   await run(muxer, conn, ...args)
   emit({ event: 'done' })
   if (!socket.destroyed) {
     const closed = new Promise((resolve) => socket.once('close', resolve))
-    conn.abort(new Error('done'))
+    try {
+      await muxer.close({ signal: AbortSignal.timeout(2000) })
+      await conn.close({ signal: AbortSignal.timeout(2000) })
+    } catch {
+      conn.abort(new Error('the session did not close in time'))
+    }
     await closed
   }
 }
