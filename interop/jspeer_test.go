@@ -22,13 +22,43 @@ import (
 	"github.com/d5da5f0f/yamux"
 )
 
-// The js-libp2p peer is js/peer.mjs: @chainsafe/libp2p-yamux, the yamux of
-// js-libp2p, over a plain TCP socket, run by Node as a child process. Its
-// npm packages are pinned in js/package.json and js/package-lock.json and
-// installed by the first test that needs them (npm ci, once per test
-// process, only when js/node_modules is missing or older than the lock
-// file). What the peer does differently from us is recorded in js_test.go
-// and spec.md §10.
+// The js-libp2p peer is js/peer.mjs: @chainsafe/libp2p-yamux 8.0.1, the
+// yamux of js-libp2p, on @libp2p/utils 7.4.1, over a plain TCP socket, run
+// by Node (20 or newer) as a child process. Its npm packages are pinned in
+// js/package.json and js/package-lock.json and installed by the first test
+// that needs them (npm ci, once per test process, only when
+// js/node_modules is missing or was made from other package files). A
+// missing node or npm fails the tests; it never skips them.
+//
+// The peer cannot be driven call by call like the Go peers (the mux
+// adapter of mux_test.go), so its scenarios are its own (js_test.go,
+// js_control_test.go): as a server it serves commands sent on each stream
+// (echo, halfclose, reset, watch, goaway, close, abort, flood, ping); as a
+// client it runs one named scenario. Either way it reports what its end
+// saw as JSON lines on stdout, which the tests parse and assert on.
+//
+// Behaviour the scenarios rely on (read from its source, and seen in these
+// tests; spec.md §10 has the full list):
+//   - It opens streams without limit on how many await our ACK (its limit
+//     is 1,000 open streams each way), and acknowledges a stream it accepted
+//     only with the first frame it sends on it.
+//   - It returns window credit as soon as a Data frame arrives, one
+//     WindowUpdate per frame; only pausing a stream stops the credit, and a
+//     paused stream is reset once 4 MiB wait unread, although its window
+//     grows to 16 MiB (js/peer.mjs raises that buffer to 16 MiB).
+//   - GoAway received, any code: every stream of its ends at once, reading
+//     as a clean end, with neither FIN nor RST sent; its muxer is closed
+//     (no new streams, no pings) but the connection stays open, and it
+//     still answers pings. Its own GoAway comes only with close() (after FIN
+//     on every stream) or abort(err) (after RST on every stream; the code
+//     is normal even then, a bug); js/peer.mjs sends one alone through the
+//     muxer's private sendGoAway.
+//   - RST received: reads fail with StreamResetError, sends with
+//     StreamStateError. stream.abort(err) sends RST; stream.close() sends
+//     FIN.
+//   - Ping: one at a time (concurrent pings share it), round trips in
+//     whole milliseconds; an answer to a ping it gave up on is a protocol
+//     error that ends the session.
 
 // jsDir is the directory of the JS peer, relative to this package.
 const jsDir = "js"
@@ -76,6 +106,11 @@ func installJS() (string, error) {
 	npm, err := exec.LookPath("npm")
 	if err != nil {
 		return "", fmt.Errorf("the interop tests with js-libp2p need npm to install their packages: npm is not in PATH: %w", err)
+	}
+	// The script itself is run by node, not opened here; stat it so that
+	// go test's cache notices when it changes.
+	if _, err := os.Stat(filepath.Join(jsDir, "peer.mjs")); err != nil {
+		return "", err
 	}
 	h := sha256.New()
 	for _, f := range []string{"package.json", "package-lock.json"} {
