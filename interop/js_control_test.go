@@ -382,6 +382,9 @@ func TestJSSessionCloseByPeer(t *testing.T) {
 		exchange(t, idle, idle, "established")
 		read := async(func() error { return expectEOF(idle) })
 		closer := mustOpenReady(t, ctx, sess, "close")
+		if err := writeLine(closer, "go"); err != nil {
+			t.Fatal(err)
+		}
 		if err := await(ctx, read); err != nil {
 			t.Errorf("idle stream: %v", err)
 		}
@@ -443,6 +446,9 @@ func TestJSSessionAbortByPeer(t *testing.T) {
 		exchange(t, idle, idle, "established")
 		read := async(func() error { return wantReset(idle) })
 		aborter := mustOpenReady(t, ctx, sess, "abort")
+		if err := writeLine(aborter, "go"); err != nil {
+			t.Fatal(err)
+		}
 		if err := await(ctx, read); err != nil {
 			t.Errorf("idle stream: %v", err)
 		}
@@ -494,12 +500,12 @@ func TestJSCloseWhilePeerWrites(t *testing.T) {
 // when our first data arrives (its window update), not when it accepts.
 // A stream we open and do not write on, to a peer that waits for us, stays
 // unacknowledged, and our StreamOpenTimeout resets it (75 s by default;
-// 300 ms here). With hashicorp/yamux and libp2p/go-yamux the ACK comes
+// 500 ms here). With hashicorp/yamux and libp2p/go-yamux the ACK comes
 // when the stream is accepted.
 func TestJSStreamOpenTimeout(t *testing.T) {
 	ctx := jsContext(t)
 	cfg := yamux.DefaultConfig()
-	cfg.StreamOpenTimeout = 300 * time.Millisecond
+	cfg.StreamOpenTimeout = 500 * time.Millisecond
 	p, sess := dialJS(t, ctx, cfg)
 	st, err := sess.OpenStream(ctx)
 	if err != nil {
@@ -513,12 +519,13 @@ func TestJSStreamOpenTimeout(t *testing.T) {
 	if e := p.mustNext(t, ctx, "stream-error"); e.Error != "StreamResetError" {
 		t.Errorf("the js end of the stream ended with %s; want StreamResetError", e.Error)
 	}
-	// A stream we write on is acknowledged at once.
+	// A stream we write on is acknowledged (by the window update for our
+	// data), so it outlives the timeout.
 	echo, err := openCmd(ctx, sess, "echo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * cfg.StreamOpenTimeout)
+	time.Sleep(cfg.StreamOpenTimeout + 200*time.Millisecond)
 	if err := transfer(ctx, echo, echo, 1000, 5); err != nil {
 		t.Fatalf("a stream we wrote on: %v", err)
 	}

@@ -375,7 +375,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 // serveStream runs the command on the first line of a stream the Go client
 // opened. Each command answers "ready\n" (unless said otherwise) once it is
-// set up, so that the Go side knows the stream is established.
+// set up, so that the Go side knows the stream is established. Commands
+// that then reset the stream wait for a line from the Go side first: an RST
+// discards data not yet read (spec.md §3.4), "ready" included.
 async function serveStream (muxer, conn, stream) {
   const r = new Reader(stream)
   const cmd = (await r.readLine()).split(' ')
@@ -410,13 +412,15 @@ async function serveStream (muxer, conn, stream) {
       emit({ event: 'goaway', stream: id, open: await tryOpen(muxer), ping: await tryPing(muxer) })
       await streamEcho(stream, r)
       return
-    case 'close': // "ready", then close the session
+    case 'close': // "ready"; close the session once "go" has come
       await send(stream, Buffer.from('ready\n'))
+      await r.readLine()
       await closeSession(muxer, conn)
       emit({ event: 'closed', stream: id })
       return
-    case 'abort': // "ready", then abort the session
+    case 'abort': // "ready"; abort the session once "go" has come
       await send(stream, Buffer.from('ready\n'))
+      await r.readLine()
       abortSession(muxer, conn)
       await sleep(10)
       emit({ event: 'aborted', stream: id })
