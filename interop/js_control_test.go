@@ -287,6 +287,10 @@ func TestJSGoAwayByPeer(t *testing.T) {
 				if err := checkOpen(ctx, sess); err != nil {
 					return err
 				}
+				// The peer waits for the reply: its session is not ending.
+				if err := sess.Err(); err != nil {
+					return fmt.Errorf("our session ended: %w", err)
+				}
 				if err := writeLine(st, "reply"); err != nil {
 					return err
 				}
@@ -303,9 +307,6 @@ func TestJSGoAwayByPeer(t *testing.T) {
 		checkEvent(t, e)
 		if e := p.mustNext(t, ctx, "goaway-end"); e.Read != "eof" {
 			t.Errorf("js read at the end: %s; want eof", e.Read)
-		}
-		if err := sess.Err(); err != nil {
-			t.Errorf("our session ended: %v", err)
 		}
 		finish(t, ctx, p, sess, &g)
 	})
