@@ -369,8 +369,6 @@ async function streamEcho (stream, r) {
   await stream.close()
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
 // ---- server mode ----
 
 // serveStream runs the command on the first line of a stream the Go client
@@ -422,7 +420,6 @@ async function serveStream (muxer, conn, stream) {
       await send(stream, Buffer.from('ready\n'))
       await r.readLine()
       abortSession(muxer, conn)
-      await sleep(10)
       emit({ event: 'aborted', stream: id })
       return
     case 'flood': { // send until the stream fails; report how
@@ -609,8 +606,8 @@ const scenarios = {
     await establish(muxer, 'idle')
     await establish(muxer, 'abort')
     abortSession(muxer, conn)
-    await sleep(10)
     emit({ event: 'aborted', muxer: muxer.status })
+    await new Promise((resolve) => conn.addEventListener('close', resolve, { once: true }))
   }
 }
 
