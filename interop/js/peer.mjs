@@ -1,6 +1,7 @@
 // peer.mjs is the JavaScript end of the interop tests: the yamux muxer of
 // js-libp2p (@chainsafe/libp2p-yamux) over a plain TCP socket, run by Node 20
-// and driven by the Go tests in ../js_test.go.
+// or newer and driven by the Go tests (../jspeer_test.go starts it,
+// ../js_test.go and ../js_control_test.go run the scenarios).
 //
 //	node peer.mjs server
 //	    Listens on 127.0.0.1, port chosen by the kernel, prints
@@ -18,8 +19,9 @@
 // with an "event" field each. Errors are reported by their name
 // (StreamResetError, MuxerClosedError, ...), "ok" when there was none, or
 // "eof" for a read that ended cleanly. A failure prints
-// {"event":"error","message":...} and exits with status 1. DEBUG=libp2p:*
-// in the environment logs the muxer's frames on stderr.
+// {"event":"error","message":...} and exits with status 1.
+// DEBUG='yamux-interop*,yamux-interop*:trace' in the environment logs the
+// muxer's frames on stderr (the tests show stderr when they fail).
 
 // The muxer uses Promise.withResolvers, which Node only has from version 22.
 // The modules that use it are imported below, after the polyfill.
@@ -481,7 +483,7 @@ async function server () {
 
 // ---- client mode ----
 
-// exchange opens a stream, writes hello and reads the Go server's
+// establish opens a stream, writes hello and reads the Go server's
 // "ready\n": the stream is then established on both ends.
 async function establish (muxer, hello) {
   const stream = await muxer.createStream()
@@ -601,7 +603,8 @@ const scenarios = {
   },
 
   // abort: two established streams, then we abort the session (RST on
-  // every stream, GoAway(internal error), connection reset).
+  // every stream, GoAway, connection reset); report before the reset and
+  // wait for it.
   async abort (muxer, conn) {
     await establish(muxer, 'idle')
     await establish(muxer, 'abort')
