@@ -46,7 +46,7 @@ import (
 //     WindowUpdate per frame; only pausing a stream stops the credit, and a
 //     paused stream is reset once 4 MiB wait unread, although its window
 //     grows to 16 MiB (js/peer.mjs raises that buffer to 16 MiB).
-//   - GoAway received, any code: every stream of its ends at once, reading
+//   - GoAway(normal) received: every stream of its ends at once, reading
 //     as a clean end, with neither FIN nor RST sent; its muxer is closed
 //     (no new streams, no pings) but the connection stays open, and it
 //     still answers pings. Its own GoAway comes only with close() (after FIN
