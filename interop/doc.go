@@ -16,7 +16,7 @@
 // against our server). The tests need Node.js 20 or newer and npm in PATH,
 // and fail without them; the first of them installs the pinned npm packages
 // with npm ci into js/node_modules when that is missing or stale. What it
-// does differently is recorded in jspeer_test.go and spec.md §10.
+// does differently is recorded in jspeer_test.go and spec.md §12.
 //
 // Tests that once showed an interop bug of the library and now guard its
 // fix are in regress_test.go and run with the others.

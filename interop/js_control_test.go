@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"syscall"
 	"testing"
 	"time"
@@ -562,4 +563,36 @@ func TestJSLatePingAnswer(t *testing.T) {
 	if !(errors.As(err, &ga) && *ga == yamux.GoAwayError{Code: yamux.GoAwayProtocolError, Remote: true}) && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("our session ended with %v; want the js GoAway(protocol error) or a connection reset", err)
 	}
+}
+
+// TestJSResetWithCode: our RST with an error code in its length field
+// (spec.md §3.4) is a plain reset to the peer, which has no codes: it adds
+// the field to its send window, without an overflow check, and its
+// session stays up.
+func TestJSResetWithCode(t *testing.T) {
+	ctx := jsContext(t)
+	p, sess := dialJS(t, ctx, nil)
+	st := mustOpenReady(t, ctx, sess, "watch")
+	if err := st.ResetWithCode(math.MaxUint32); err != nil {
+		t.Fatalf("ResetWithCode: %v", err)
+	}
+	checkWatch(t, p.mustNext(t, ctx, "watch"), wantWatch{read: "StreamResetError", send: "StreamStateError", open: "ok", status: "reset", muxer: "open"})
+	if _, err := sess.Ping(ctx); err != nil {
+		t.Fatalf("our session after ResetWithCode: %v", err)
+	}
+}
+
+// TestJSCloseWithCode: our final GoAway with an error code. Unlike
+// GoAway(normal), which it takes as a clean end of every stream
+// (TestJSSessionCloseByUs), the peer aborts: its reads fail with the error
+// it makes up for the occasion, a plain Error ("Remote sent GoAway").
+func TestJSCloseWithCode(t *testing.T) {
+	ctx := jsContext(t)
+	p, sess := dialJS(t, ctx, nil)
+	mustOpenReady(t, ctx, sess, "watch")
+	if err := sess.CloseWithCode(yamux.GoAwayInternalError); err != nil {
+		t.Fatalf("CloseWithCode: %v", err)
+	}
+	checkWatch(t, p.mustNext(t, ctx, "watch"), wantWatch{read: "Error", send: "StreamStateError", open: "MuxerClosedError", status: "aborted", muxer: "closed"})
+	p.mustNext(t, ctx, "connection-closed")
 }

@@ -121,11 +121,9 @@ func TestJSConcurrentStreams(t *testing.T) {
 			t.Run("ours=server", func(t *testing.T) {
 				ctx := jsContext(t)
 				// The peer opens all its streams at once, without waiting
-				// for ACKs: beyond our AcceptBacklog they would be refused
-				// (TestJSStreamBurst), so it is raised to hold them all.
-				cfg := yamux.DefaultConfig()
-				cfg.AcceptBacklog = max(cfg.AcceptBacklog, c.n)
-				p, sess := serveJS(t, ctx, cfg, "streams", fmt.Sprint(c.n), fmt.Sprint(c.size))
+				// for ACKs; our default limits queue them all
+				// (TestJSStreamBurst).
+				p, sess := serveJS(t, ctx, nil, "streams", fmt.Sprint(c.n), fmt.Sprint(c.size))
 				var g group
 				var hs hashes
 				acceptAll(ctx, &g, sess, func(st *yamux.Stream) error { return echoHashing(st, &hs) })
@@ -150,39 +148,55 @@ func TestJSConcurrentStreams(t *testing.T) {
 }
 
 // TestJSStreamBurst: the peer opens 1,000 streams at once, with no limit on
-// how many await our ACK (we and the Go peers stop at AcceptBacklog, 256).
-// Our server accepts none until the SYNs beyond its default backlog are
-// refused: exactly 256 streams are echoed, the other 744 are reset, and
-// the data the peer sent on them (in flight when our RST came) is dropped
-// without harm to the session.
+// how many await our ACK (we and the Go peers stop at AcceptBacklog, 256),
+// each carrying "x" and FIN. Our server accepts none until the whole burst
+// has arrived. With the defaults all 1,000 are queued (our accept queue is
+// bounded by MaxIncomingStreams, 1024, spec.md §3.2) and then echoed. With
+// MaxIncomingStreams at 256, the 744 beyond it are refused with RST, the
+// data the peer sent on them (in flight when our RST came) is dropped
+// without harm to the session, and the 256 are echoed.
 func TestJSStreamBurst(t *testing.T) {
-	const n, backlog = 1000, 256
-	ctx := jsContext(t)
-	p, sess := serveJS(t, ctx, nil, "burst", fmt.Sprint(n))
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for sess.Stats().StreamsRefused < n-backlog {
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			t.Fatalf("%d streams refused; want %d", sess.Stats().StreamsRefused, n-backlog)
-		}
-	}
-	var g group
-	var hs hashes
-	acceptAll(ctx, &g, sess, func(st *yamux.Stream) error { return echoHashing(st, &hs) })
-	e := p.mustNext(t, ctx, "burst")
-	if want := map[string]int{"echoed": backlog, "StreamResetError": n - backlog}; !maps.Equal(e.Counts, want) {
-		t.Errorf("js streams ended %v; want %v", e.Counts, want)
-	}
-	p.mustNext(t, ctx, "done")
-	p.wait(t, ctx)
-	if st := sess.Stats(); st.StreamsRefused != n-backlog || st.StreamsAccepted != backlog {
-		t.Errorf("our session refused %d streams and accepted %d; want %d and %d", st.StreamsRefused, st.StreamsAccepted, n-backlog, backlog)
-	}
-	sess.Close()
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
+	const n = 1000
+	for _, limit := range []int{0, 256} {
+		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
+			cfg := yamux.DefaultConfig()
+			queued := n
+			if limit > 0 {
+				cfg.MaxIncomingStreams = limit
+				queued = limit
+			}
+			ctx := jsContext(t)
+			p, sess := serveJS(t, ctx, cfg, "burst", fmt.Sprint(n))
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			for st := sess.Stats(); st.ActiveStreams < queued || st.StreamsRefused < uint64(n-queued); st = sess.Stats() {
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+					t.Fatalf("%d streams queued and %d refused; want %d and %d", st.ActiveStreams, st.StreamsRefused, queued, n-queued)
+				}
+			}
+			var g group
+			var hs hashes
+			acceptAll(ctx, &g, sess, func(st *yamux.Stream) error { return echoHashing(st, &hs) })
+			e := p.mustNext(t, ctx, "burst")
+			want := map[string]int{"echoed": queued}
+			if queued < n {
+				want["StreamResetError"] = n - queued
+			}
+			if !maps.Equal(e.Counts, want) {
+				t.Errorf("js streams ended %v; want %v", e.Counts, want)
+			}
+			p.mustNext(t, ctx, "done")
+			p.wait(t, ctx)
+			if st := sess.Stats(); st.StreamsRefused != uint64(n-queued) || st.StreamsAccepted != uint64(queued) {
+				t.Errorf("our session refused %d streams and accepted %d; want %d and %d", st.StreamsRefused, st.StreamsAccepted, n-queued, queued)
+			}
+			sess.Close()
+			if err := g.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

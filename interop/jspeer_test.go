@@ -38,10 +38,11 @@ import (
 // saw as JSON lines on stdout, which the tests parse and assert on.
 //
 // Behaviour the scenarios rely on (read from its source, and seen in these
-// tests; spec.md §10 has the full list):
+// tests; spec.md §12 has the full list):
 //   - It opens streams without limit on how many await our ACK (its limit
-//     is 1,000 open streams each way), and acknowledges a stream it accepted
-//     only with the first frame it sends on it.
+//     is 1,000 open streams each way, and it has no open timeout), and
+//     acknowledges a stream it accepted only with the first frame it sends
+//     on it.
 //   - It returns window credit as soon as a Data frame arrives, one
 //     WindowUpdate per frame; only pausing a stream stops the credit, and a
 //     paused stream is reset once 4 MiB wait unread, although its window
