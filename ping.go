@@ -42,17 +42,22 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 // startPing registers and queues one ping without waiting for its answer.
 func (s *Session) startPing() (*pendingPing, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.err != nil {
-		s.mu.Unlock()
 		return nil, sessionError(s.err)
 	}
+	return s.startPingLocked(), nil
+}
+
+// startPingLocked registers and queues one ping. Call with s.mu held (the
+// send queue's lock is a leaf).
+func (s *Session) startPingLocked() *pendingPing {
 	id := s.nextPing
 	s.nextPing++
 	p := &pendingPing{sent: time.Now(), done: make(chan struct{})}
 	s.pings[id] = p
-	s.mu.Unlock()
 	s.sq.pushCtrl(encodeHeader(typePing, flagSYN, 0, id))
-	return p, nil
+	return p
 }
 
 // RTT returns the last measured ping round trip, or 0 before the first.
@@ -85,27 +90,50 @@ func (s *Session) handlePing(h header) error {
 	return nil
 }
 
-// keepalive pings every KeepAliveInterval and ends the session when a ping
-// goes unanswered for ConnectionWriteTimeout.
-func (s *Session) keepalive() {
-	defer s.wg.Done()
-	t := time.NewTimer(s.cfg.KeepAliveInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-s.doneCh:
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectionWriteTimeout)
-		_, err := s.Ping(ctx)
-		cancel()
-		if err != nil {
-			if !s.closed.Load() {
-				s.shutdown(ErrKeepAliveTimeout, GoAwayInternalError, true) // logs it
-			}
-			return
-		}
-		t.Reset(s.cfg.KeepAliveInterval)
+// Keepalive is one timer, not a goroutine: it fires every
+// KeepAliveInterval to send a ping, then ConnectionWriteTimeout later to
+// check that the answer came (ending the session with ErrKeepAliveTimeout
+// if it did not), then again KeepAliveInterval after that check. An idle
+// session so costs one timer for it.
+
+// startKeepalive arms the keepalive timer. Called once, by NewSession.
+func (s *Session) startKeepalive() {
+	s.mu.Lock()
+	s.keepaliveTimer = time.AfterFunc(s.cfg.KeepAliveInterval, s.keepaliveFired)
+	s.mu.Unlock()
+}
+
+// keepaliveFired sends the keepalive ping, or checks its answer.
+func (s *Session) keepaliveFired() {
+	if s.keepaliveStep() {
+		s.shutdown(ErrKeepAliveTimeout, GoAwayInternalError, true) // logs it
 	}
+}
+
+// keepaliveStep takes s.mu, sends the ping or checks its answer,
+// re-arms the timer, and reports whether the answer is missing.
+func (s *Session) keepaliveStep() (missing bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return false
+	}
+	if p := s.keepalivePing; p != nil {
+		s.keepalivePing = nil
+		select {
+		case <-p.done: // answered
+		default:
+			for id, q := range s.pings {
+				if q == p {
+					delete(s.pings, id)
+				}
+			}
+			return true
+		}
+		s.keepaliveTimer.Reset(s.cfg.KeepAliveInterval)
+		return false
+	}
+	s.keepalivePing = s.startPingLocked()
+	s.keepaliveTimer.Reset(s.cfg.ConnectionWriteTimeout)
+	return false
 }

@@ -26,6 +26,7 @@ var frameHandlers = [numFrameTypes]frameHandler{
 func (s *Session) recvLoop() {
 	defer s.wg.Done()
 	defer close(s.recvDone)
+	defer s.rd.release()
 	var h header
 	for {
 		err := readHeader(s.rd, &h)
@@ -136,11 +137,24 @@ func (s *Session) readData(st *Stream, n uint32, fl flags) error {
 		return nil
 	}
 	if n <= smallPayload {
-		small := s.small[:n]
-		if _, err := io.ReadFull(s.rd, small); err != nil {
-			return err
+		// Seen in place when the read buffer holds it whole; otherwise
+		// read into a pooled block lent for the copy.
+		small := s.rd.peek(int(n))
+		var b *[]byte
+		if small == nil {
+			b = getBlock(int(n))
+			small = (*b)[:n]
+			if _, err := io.ReadFull(s.rd, small); err != nil {
+				putBlock(b)
+				return err
+			}
 		}
 		st.deliver(nil, small, n, fl)
+		if b != nil {
+			putBlock(b)
+		} else {
+			s.rd.Discard(int(n))
+		}
 		return nil
 	}
 	chunks := s.scratch[:0]
@@ -161,9 +175,8 @@ func (s *Session) readData(st *Stream, n uint32, fl flags) error {
 	return nil
 }
 
-// smallPayload: Data payloads up to this size are read into the receive
-// loop's scratch and copied into the stream's last block, instead of taking
-// a pooled block each.
+// smallPayload: Data payloads up to this size are copied into the stream's
+// last block, instead of taking a pooled block each.
 const smallPayload = 1 << 10
 
 func (s *Session) discard(n uint32) error {
