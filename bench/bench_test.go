@@ -33,10 +33,12 @@ var (
 	lowRateSessions = lowRateCounts()
 	// million enables BenchmarkMillionStreams: BENCH_MILLION=1.
 	million = os.Getenv("BENCH_MILLION") == "1"
-	// heapProfile, from BENCH_HEAP_PROFILE, is a file to which
+	// heapProfile, from BENCH_HEAP_PROFILE, is a file prefix: with it,
 	// BenchmarkIdleSessions writes a heap profile of impl=ours while its
-	// pairs are up (`go test -memprofile` is written after every benchmark
-	// has torn its rigs down).
+	// pairs are up to <prefix>-idle.pprof, and BenchmarkBusyThenIdle to
+	// <prefix>-busy-before.pprof and <prefix>-busy-after.pprof (`go test
+	// -memprofile` is written after every benchmark has torn its rigs
+	// down, so it shows none of it).
 	heapProfile = os.Getenv("BENCH_HEAP_PROFILE")
 )
 
@@ -296,8 +298,8 @@ func BenchmarkIdleSessions(b *testing.B) {
 	for _, im := range impls() {
 		b.Run(fmt.Sprintf("impl=%s/sessions=%d/streams=%d", im.name(), idleSessions, farmStreams), func(b *testing.B) {
 			g := newIdleSessionsRig(im, idleSessions)
-			if im.name() == "ours" {
-				g.profile = heapProfile
+			if im.name() == "ours" && heapProfile != "" {
+				g.profile = heapProfile + "-idle.pprof"
 			}
 			for b.Loop() {
 				if err := g.op(); err != nil {
@@ -319,13 +321,17 @@ func BenchmarkIdleSessions(b *testing.B) {
 // BenchmarkBusyThenIdle is scenario 10: busySessions pairs as in
 // BenchmarkIdleSessions, measured, then each moves busyVolume each way on
 // its first stream (8 pairs at a time), then measured idle again.
-// idle-B/pair and B/pair are heap+stack per pair before and after;
+// idle-B/pair and B/pair are heap+stack per pair before and after
+// (stack-B/pair the stack part of after);
 // after/idle is their ratio (the goal: within 1.1); MB/s is the busy
 // phase's, both directions together.
 func BenchmarkBusyThenIdle(b *testing.B) {
 	for _, im := range impls() {
 		b.Run(fmt.Sprintf("impl=%s/sessions=%d/busy=%s", im.name(), busySessions, sizeName(busyVolume)), func(b *testing.B) {
 			g := newBusyThenIdleRig(im, busySessions, busyVolume)
+			if im.name() == "ours" && heapProfile != "" {
+				g.profile = heapProfile + "-busy"
+			}
 			for b.Loop() {
 				if err := g.op(); err != nil {
 					b.Fatal(err)
@@ -333,6 +339,7 @@ func BenchmarkBusyThenIdle(b *testing.B) {
 			}
 			b.ReportMetric(mean(g.idle), "idle-B/pair")
 			b.ReportMetric(mean(g.after), "B/pair")
+			b.ReportMetric(mean(g.afterStack), "stack-B/pair")
 			b.ReportMetric(mean(g.ratio), "after/idle")
 			b.ReportMetric(mean(g.mbps), "MB/s")
 			reportCap(b, busySessions, g.n)

@@ -427,7 +427,10 @@ type busyThenIdleRig struct {
 	n    int
 	size int64
 
-	idle, after, ratio []float64 // per op: per pair before and after, after/idle
+	profile string // if set, a file prefix: each op writes <profile>-before.pprof and -after.pprof
+
+	idle, after, ratio []float64 // per op: heap+stack per pair before and after, after/idle
+	afterStack         []float64 // per op: the stack part of after
 	mbps               []float64 // per op: the busy phase's aggregate MB/s, both ways
 }
 
@@ -455,6 +458,11 @@ func (g *busyThenIdleRig) op() (err error) {
 		return wd.check(err)
 	}
 	idle := costSince(m0, g.n)
+	if g.profile != "" {
+		if err := writeHeapProfile(g.profile + "-before.pprof"); err != nil {
+			return err
+		}
+	}
 
 	t0 := time.Now()
 	if err := g.busy(f, wd.tick); err != nil {
@@ -462,9 +470,15 @@ func (g *busyThenIdleRig) op() (err error) {
 	}
 	busy := time.Since(t0)
 	after := costSince(m0, g.n)
+	if g.profile != "" {
+		if err := writeHeapProfile(g.profile + "-after.pprof"); err != nil {
+			return err
+		}
+	}
 
 	g.idle = append(g.idle, idle.bytes)
 	g.after = append(g.after, after.bytes)
+	g.afterStack = append(g.afterStack, after.stack)
 	g.ratio = append(g.ratio, after.bytes/idle.bytes)
 	g.mbps = append(g.mbps, float64(2*g.size*int64(g.n))/1e6/busy.Seconds())
 	wd.tick()
