@@ -332,7 +332,7 @@ func (s *Session) finishFrame(f *outFrame, err error) {
 // rest (f and the frames queued after it by the same Write) if the send
 // loop has not taken them yet, and reports that it did. Otherwise it waits
 // for f to be written. A timer is made only while a frame is waited for.
-func (s *Session) waitBy(f *outFrame, deadline time.Time, rest []*outFrame) (err error, recalled bool) {
+func (s *Session) waitBy(st *Stream, f *outFrame, deadline time.Time, rest []*outFrame) (err error, recalled bool) {
 	if deadline.IsZero() {
 		return s.wait(f), false
 	}
@@ -353,7 +353,7 @@ func (s *Session) waitBy(f *outFrame, deadline time.Time, rest []*outFrame) (err
 		case <-t.C:
 		}
 	}
-	if s.sq.recall(rest) {
+	if s.sq.recall(st, rest) {
 		return ErrTimeout, true
 	}
 	// The send loop is writing f: interrupt it so that it copies what is

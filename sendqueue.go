@@ -24,13 +24,13 @@ import "sync"
 // Stream.mu or Session.mu.
 type sendQueue struct {
 	mu       sync.Mutex
-	ctrl     []header    // pings, GoAways and refusals, in order
-	refusals int         // refusal RSTs in ctrl
-	pingAcks []uint32    // opaque values of the peer's pings to answer
-	streams  []*Stream   // streams with control frames due, each once
-	data     []*outFrame // Data, FIN and in-order RST frames, FIFO; nil: recalled
-	head     int         // data[:head] was taken
-	parked   bool        // the send loop waits on wake
+	ctrl     []header  // pings, GoAways and refusals, in order
+	refusals int       // refusal RSTs in ctrl
+	pingAcks []uint32  // opaque values of the peer's pings to answer
+	streams  []*Stream // streams with control frames due, each once
+	ring     []*Stream // ring[ringHead:]: streams with data frames queued (Stream.outq), each once
+	ringHead int
+	parked   bool // the send loop waits on wake
 	wake     chan struct{}
 }
 
@@ -109,18 +109,23 @@ func (q *sendQueue) pushStream(st *Stream) {
 	q.unlockAndKick()
 }
 
-// pushData queues a Data, FIN or in-order RST frame behind everything
-// queued before it. Callers hold the stream's mu, so that a stream's frames
-// are queued in the order its state changed.
-func (q *sendQueue) pushData(f *outFrame) {
+// pushData queues a Data, FIN or in-order RST frame of st behind what st
+// queued before it. Callers hold st.mu, so that a stream's frames are
+// queued in the order its state changed. Streams take turns (take): one
+// stream's queued frames never hold up another's.
+func (q *sendQueue) pushData(st *Stream, f *outFrame) {
 	q.mu.Lock()
-	q.data = append(q.data, f)
+	st.outq.push(f)
+	if !st.inRing {
+		st.inRing = true
+		q.ring = append(q.ring, st)
+	}
 	q.unlockAndKick()
 }
 
 // emptyLocked reports whether nothing is queued. Call with q.mu held.
 func (q *sendQueue) emptyLocked() bool {
-	return len(q.ctrl) == 0 && len(q.pingAcks) == 0 && len(q.streams) == 0 && q.head == len(q.data)
+	return len(q.ctrl) == 0 && len(q.pingAcks) == 0 && len(q.streams) == 0 && q.ringHead == len(q.ring)
 }
 
 // take moves queued work into b: every control frame and listed stream,
@@ -147,75 +152,123 @@ func (q *sendQueue) take(b *sendBatch, done <-chan struct{}) bool {
 		q.mu.Lock()
 	}
 	q.parked = false
-	b.ctrl = append(b.ctrl, q.ctrl...)
-	clear(q.ctrl)
-	q.ctrl, q.refusals = q.ctrl[:0], 0
+	// Ping answers first: round trips must not wait, and an answer must
+	// not follow a GoAway queued after its ping arrived.
 	for _, opaque := range q.pingAcks {
 		b.ctrl = append(b.ctrl, encodeHeader(typePing, flagACK, 0, opaque))
 	}
 	q.pingAcks = q.pingAcks[:0]
+	b.ctrl = append(b.ctrl, q.ctrl...)
+	clear(q.ctrl)
+	q.ctrl, q.refusals = q.ctrl[:0], 0
 	b.streams, q.streams = q.streams, b.streams[:0]
-	for q.head < len(q.data) && len(b.data) < maxBatchFrames && b.dataBytes < maxBatchBytes {
-		f := q.data[q.head]
-		q.data[q.head] = nil
-		q.head++
-		if f == nil {
-			continue // recalled by its writer
+	// Data round robin: one frame from each stream in turn, the ring
+	// remembering whose turn is next across batches.
+	for q.ringHead < len(q.ring) && len(b.data) < maxBatchFrames && b.dataBytes < maxBatchBytes {
+		st := q.ring[q.ringHead]
+		q.ring[q.ringHead] = nil
+		q.ringHead++
+		f := st.outq.pop()
+		if f != nil {
+			b.data = append(b.data, f)
+			b.dataBytes += headerSize + len(f.body)
 		}
-		b.data = append(b.data, f)
-		b.dataBytes += headerSize + len(f.body)
+		if st.outq.empty() {
+			st.inRing = false
+		} else {
+			q.ring = append(q.ring, st)
+		}
 	}
-	if q.head == len(q.data) {
-		q.data, q.head = q.data[:0], 0
-		if cap(q.data) > 4*maxBatchFrames {
-			q.data = nil // a burst is over: do not keep its room
+	if q.ringHead == len(q.ring) {
+		q.ring, q.ringHead = q.ring[:0], 0
+		if cap(q.ring) > 4*maxBatchFrames {
+			q.ring = nil // a burst is over: do not keep its room
 		}
-	} else if q.head > len(q.data)/2 {
-		n := copy(q.data, q.data[q.head:])
-		clear(q.data[n:])
-		q.data, q.head = q.data[:n], 0
+	} else if q.ringHead > len(q.ring)/2 {
+		n := copy(q.ring, q.ring[q.ringHead:])
+		clear(q.ring[n:])
+		q.ring, q.ringHead = q.ring[:n], 0
 	}
 	q.mu.Unlock()
 	return true
 }
 
-// recall takes back the not yet written data frames fs (the tail of one
+// recall takes back st's not yet written data frames fs (the tail of one
 // Write, in queue order) if the send loop has not taken the first of them:
-// then it has taken none, since it takes in order. It reports whether they
-// were taken back; their writer gives up on them.
-func (q *sendQueue) recall(fs []*outFrame) bool {
+// then it has taken none, since it takes a stream's frames in order. It
+// reports whether they were taken back; their writer gives up on them.
+func (q *sendQueue) recall(st *Stream, fs []*outFrame) bool {
 	if len(fs) == 0 {
 		return true
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	i := q.head
-	for i < len(q.data) && q.data[i] != fs[0] {
-		i++
-	}
-	if i == len(q.data) {
-		return false // in the batch being written, or written
-	}
-	for _, f := range fs {
-		for ; i < len(q.data); i++ {
-			if q.data[i] == f {
-				q.data[i] = nil
-				break
-			}
-		}
-	}
-	return true
+	return st.outq.remove(fs)
 }
 
 // drain removes every queued data frame, for a connection that failed.
 func (q *sendQueue) drain() []*outFrame {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	rest := append([]*outFrame(nil), q.data[q.head:]...)
-	clear(q.data)
-	q.data, q.head = nil, 0
+	var rest []*outFrame
+	for _, st := range q.ring[q.ringHead:] {
+		for f := st.outq.pop(); f != nil; f = st.outq.pop() {
+			rest = append(rest, f)
+		}
+		st.inRing = false
+	}
+	q.ring, q.ringHead = nil, 0
 	q.ctrl, q.pingAcks, q.streams, q.refusals = nil, nil, nil, 0
 	return rest
+}
+
+// frameFIFO is one stream's queued data frames, guarded by sendQueue.mu.
+// A nil entry was recalled by its writer.
+type frameFIFO struct {
+	frames []*outFrame
+	head   int
+}
+
+func (q *frameFIFO) push(f *outFrame) { q.frames = append(q.frames, f) }
+
+func (q *frameFIFO) empty() bool { return q.head == len(q.frames) }
+
+// pop returns the oldest frame, or nil when none is left.
+func (q *frameFIFO) pop() *outFrame {
+	for q.head < len(q.frames) {
+		f := q.frames[q.head]
+		q.frames[q.head] = nil
+		q.head++
+		if f != nil {
+			if q.head == len(q.frames) {
+				q.frames, q.head = q.frames[:0], 0
+			}
+			return f
+		}
+	}
+	q.frames, q.head = q.frames[:0], 0
+	return nil
+}
+
+// remove takes fs, which follow each other in the queue, out of it if the
+// first of them is still there, and reports whether it was.
+func (q *frameFIFO) remove(fs []*outFrame) bool {
+	i := q.head
+	for i < len(q.frames) && q.frames[i] != fs[0] {
+		i++
+	}
+	if i == len(q.frames) {
+		return false // in the batch being written, or written
+	}
+	for _, f := range fs {
+		for ; i < len(q.frames); i++ {
+			if q.frames[i] == f {
+				q.frames[i] = nil
+				break
+			}
+		}
+	}
+	return true
 }
 
 // ctrlDue is what control frames a stream owes the peer, set by whoever

@@ -48,6 +48,11 @@ type Stream struct {
 	writeDeadline time.Time
 	openTimer     *time.Timer // until the ACK arrives
 	closeTimer    *time.Timer // until the peer's FIN arrives after ours
+
+	// Guarded by Session.sq.mu, not mu: the stream's place in the send
+	// queue's round robin.
+	outq   frameFIFO
+	inRing bool
 }
 
 var _ net.Conn = (*Stream)(nil)
@@ -195,7 +200,7 @@ func (st *Stream) queueData(p []byte) (*outFrame, int, error) {
 			st.bytesSent += uint64(n)
 			st.framesSent++
 			f := st.sess.frames.get(encodeHeader(typeData, 0, st.id, n), p[:n], true)
-			st.sess.sq.pushData(f)
+			st.sess.sq.pushData(st, f)
 			return f, int(n), nil
 		}
 		var err error
@@ -252,7 +257,7 @@ func (w *pendingWrites) finish(st *Stream, err error) (int, error) {
 	st.mu.Unlock()
 	var frameErr error
 	for i := 0; i < w.queued; i++ {
-		werr, recalled := s.waitBy(w.frames[i], deadline, w.frames[i:w.queued])
+		werr, recalled := s.waitBy(st, w.frames[i], deadline, w.frames[i:w.queued])
 		if recalled {
 			st.giveBack(w.frames[i:w.queued])
 			for j := i; j < w.queued; j++ {

@@ -238,7 +238,7 @@ func (st *Stream) applyLocked(e effect, err error) {
 		}
 	}
 	if e&effFIN != 0 {
-		st.sess.sq.pushData(st.sess.frames.get(encodeHeader(typeData, flagFIN, st.id, 0), nil, false))
+		st.sess.sq.pushData(st, st.sess.frames.get(encodeHeader(typeData, flagFIN, st.id, 0), nil, false))
 	}
 	if e&effRST != 0 {
 		st.ctrl.rst = true
@@ -249,7 +249,7 @@ func (st *Stream) applyLocked(e effect, err error) {
 		st.sess.stats.refusalsUnsent.Add(1)
 	}
 	if e&effRSTInOrder != 0 {
-		st.sess.sq.pushData(st.sess.frames.get(encodeHeader(typeWindowUpdate, flagRST, st.id, st.rstCode), nil, false))
+		st.sess.sq.pushData(st, st.sess.frames.get(encodeHeader(typeWindowUpdate, flagRST, st.id, st.rstCode), nil, false))
 	}
 	if e&effCloseTimer != 0 {
 		st.startCloseTimerLocked()
