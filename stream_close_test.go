@@ -30,6 +30,7 @@ import (
 func stallSendLoop(t *testing.T, p *rawPeer) {
 	t.Helper()
 	p.holdReads()
+	pings := p.count(rawPing, rawSYN)
 	ctx, cancel := context.WithCancel(context.Background())
 	pinged := make(chan struct{})
 	go func() {
@@ -38,6 +39,9 @@ func stallSendLoop(t *testing.T, p *rawPeer) {
 	}()
 	t.Cleanup(func() { cancel(); <-pinged })
 	synctest.Wait()
+	if p.count(rawPing, rawSYN) != pings {
+		t.Fatal("the peer read the ping; want the send loop held in its write")
+	}
 }
 
 // goWrite writes b on st in a new goroutine and returns the result's
@@ -77,12 +81,18 @@ func TestPeerDataAfterCloseIsResetBehindFIN(t *testing.T) {
 			p.holdReads()
 			werr := goWrite(st, []byte("data"))
 			synctest.Wait() // the send loop is writing the Write's frame
+			if n := p.count(rawData, 0); n != 0 {
+				t.Fatalf("the peer read %d data frames; want the send loop held before the Write's", n)
+			}
 			return werr
 		}},
 		{"frame_queued", func(t *testing.T, p *rawPeer, st *Stream) <-chan error {
 			stallSendLoop(t, p)
 			werr := goWrite(st, []byte("data"))
 			synctest.Wait() // the Write's frame waits behind the ping
+			if n := p.count(rawData, 0); n != 0 {
+				t.Fatalf("the peer read %d data frames; want the send loop held before the Write's", n)
+			}
 			return werr
 		}},
 	}
