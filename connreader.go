@@ -82,7 +82,10 @@ func (c *connReader) Read(p []byte) (int, error) {
 		if len(p) >= smallReadSize {
 			c.release()
 			n, err := readSome(c.rd, p)
-			c.full = n == len(p)
+			// A read into the caller's buffer says nothing about what
+			// is left: the next fill starts small, and grows if that
+			// comes back full.
+			c.full = false
 			return n, err
 		}
 		if err := c.fill(); err != nil {

@@ -79,38 +79,6 @@ func (c *faultConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// faultPair returns a client and a server session over a connection pair
-// from tcp or net.Pipe, with wrap applied to each end (nil: none).
-func faultPair(t *testing.T, tcp bool, wrapClient, wrapServer func(net.Conn) net.Conn) (*Session, *Session, net.Conn, net.Conn) {
-	t.Helper()
-	var c1, c2 net.Conn
-	if tcp {
-		c1, c2 = tcpPair(t)
-	} else {
-		c1, c2 = net.Pipe()
-	}
-	if wrapClient != nil {
-		c1 = wrapClient(c1)
-	}
-	if wrapServer != nil {
-		c2 = wrapServer(c2)
-	}
-	cfg := hostileConfig()
-	client, err := Client(c1, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := Server(c2, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		client.Close()
-		server.Close()
-	})
-	return client, server, c1, c2
-}
-
 // pattern returns n bytes that depend on seed and position, so that a
 // misplaced byte is caught.
 func pattern(seed, n int) []byte {
@@ -227,8 +195,8 @@ func runTransfers(t *testing.T, a, b *Session, sizes []int, both bool, onRead fu
 // Everything arrives whole, window updates included.
 func TestFaultOneByteReads(t *testing.T) {
 	forEachRawTransport(t, func(t *testing.T, tcp bool) {
-		wrap := func(c net.Conn) net.Conn { return &faultConn{Conn: c, readMax: 1} }
-		client, server, _, _ := faultPair(t, tcp, wrap, wrap)
+		c1, c2 := connPair(t, tcp)
+		client, server := sessionsOver(t, &faultConn{Conn: c1, readMax: 1}, &faultConn{Conn: c2, readMax: 1}, hostileConfig(), hostileConfig())
 		// Beyond half a window, so that window updates are needed.
 		xs := runTransfers(t, client, server, []int{rawInitialWindow/2 + 1000, 3000}, true, nil)
 		for i, x := range xs {
@@ -243,8 +211,8 @@ func TestFaultOneByteReads(t *testing.T) {
 // returns n < len(p) with a nil error. The session writes the rest.
 func TestFaultShortWrites(t *testing.T) {
 	forEachRawTransport(t, func(t *testing.T, tcp bool) {
-		wrap := func(c net.Conn) net.Conn { return &faultConn{Conn: c, writeMax: 7} }
-		client, server, _, _ := faultPair(t, tcp, wrap, wrap)
+		c1, c2 := connPair(t, tcp)
+		client, server := sessionsOver(t, &faultConn{Conn: c1, writeMax: 7}, &faultConn{Conn: c2, writeMax: 7}, hostileConfig(), hostileConfig())
 		xs := runTransfers(t, client, server, []int{100_000, 1, 5000}, true, nil)
 		for i, x := range xs {
 			if x.werr != nil || x.rerr != io.EOF || !bytes.Equal(x.got, x.data) {
@@ -262,9 +230,8 @@ func TestFaultShortWrites(t *testing.T) {
 // connection end.
 func TestFaultZeroWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client, server, _, _ := faultPair(t, false, func(c net.Conn) net.Conn {
-			return &faultConn{Conn: c, zeroWrite: true}
-		}, nil)
+		c1, c2 := net.Pipe()
+		client, server := sessionsOver(t, &faultConn{Conn: c1, zeroWrite: true}, c2, hostileConfig(), hostileConfig())
 		<-client.Done() // the opening ping's write already fails
 		_, err := client.OpenStream(context.Background())
 		checkSessionErr(t, "OpenStream", err, io.ErrShortWrite)
@@ -283,9 +250,8 @@ func TestFaultWriteErrorAfterN(t *testing.T) {
 	for _, n := range []int64{100, 70_001, 300_007} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			forEachRawTransport(t, func(t *testing.T, tcp bool) {
-				client, server, _, _ := faultPair(t, tcp, func(c net.Conn) net.Conn {
-					return &faultConn{Conn: c, failAfter: n}
-				}, nil)
+				c1, c2 := connPair(t, tcp)
+				client, server := sessionsOver(t, &faultConn{Conn: c1, failAfter: n}, c2, hostileConfig(), hostileConfig())
 				if n < 1000 {
 					// Too early for a stream to carry anything: OpenStream
 					// (which only queues the SYN) or the first Write, which
@@ -320,7 +286,8 @@ func TestFaultWriteErrorAfterN(t *testing.T) {
 // every byte a Write reported arrived.
 func TestFaultConnClosedMidTransfer(t *testing.T) {
 	forEachRawTransport(t, func(t *testing.T, tcp bool) {
-		client, server, cc, _ := faultPair(t, tcp, nil, nil)
+		cc, sc := connPair(t, tcp)
+		client, server := sessionsOver(t, cc, sc, hostileConfig(), hostileConfig())
 		var received atomic.Int64
 		var once sync.Once
 		onRead := func(n int) {
@@ -344,9 +311,8 @@ func TestFaultConnClosedMidTransfer(t *testing.T) {
 // transfer completes whole; the writer is held back, not failed.
 func TestFaultSlowConnectionReader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client, server, _, _ := faultPair(t, false, nil, func(c net.Conn) net.Conn {
-			return &faultConn{Conn: c, readMax: 4096, readDelay: 50 * time.Millisecond}
-		})
+		c1, c2 := net.Pipe()
+		client, server := sessionsOver(t, c1, &faultConn{Conn: c2, readMax: 4096, readDelay: 50 * time.Millisecond}, hostileConfig(), hostileConfig())
 		start := time.Now()
 		xs := runTransfers(t, client, server, []int{1 << 20}, false, nil)
 		x := xs[0]
@@ -364,7 +330,7 @@ func TestFaultSlowConnectionReader(t *testing.T) {
 // receiver never buffers more than the stream's window.
 func TestFaultSlowStreamReader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client, server, _, _ := faultPair(t, false, nil, nil)
+		client, server := sessionPair(t, transports[0], hostileConfig(), hostileConfig())
 		a, b := streamPair(t, client, server)
 		data := pattern(9, 1<<20)
 		werr := make(chan error, 1)
@@ -415,9 +381,8 @@ func TestFaultSlowStreamReader(t *testing.T) {
 // the session must survive (a deadline per batch would kill it).
 func TestFaultSlowReaderManyStreams(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client, server, _, _ := faultPair(t, false, nil, func(c net.Conn) net.Conn {
-			return &faultConn{Conn: c, readMax: 4096, readDelay: 50 * time.Millisecond}
-		})
+		c1, c2 := net.Pipe()
+		client, server := sessionsOver(t, c1, &faultConn{Conn: c2, readMax: 4096, readDelay: 50 * time.Millisecond}, hostileConfig(), hostileConfig())
 		sizes := make([]int, 16)
 		for i := range sizes {
 			sizes[i] = 128 << 10

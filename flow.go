@@ -43,21 +43,24 @@ func (f *inflow) take(n uint32) error {
 }
 
 // consume records n bytes read by the application and returns the credit
-// to send now, 0 while it is not worth a frame: credit goes out once half
-// the window has been read (one update per half window, not one per Read).
-// buffered is what is still unread after this read. When the reader keeps
-// up (little buffered) and the half window was read within two round trips
-// of the previous credit, the window, not the reader, limits the stream: it
-// grows to twice its size, up to max, with the growth reserved from b and
-// added to the credit (auto-tuning, spec.md §4).
+// to send now, 0 while it is not worth a frame: credit goes out once a
+// quarter of the window has been read (one update per quarter window, not
+// one per Read), so that a sender a round trip away still has three
+// quarters of a window to send while the credit travels. buffered is what
+// is still unread after this read. When the reader keeps up (little
+// buffered) and reads at least a quarter window per round trip (what it
+// read since the previous credit, over the time since then), the window,
+// not the reader, limits the stream: it grows to twice its size, up to
+// max, with the growth reserved from b and added to the credit
+// (auto-tuning, spec.md §4).
 func (f *inflow) consume(n uint32, buffered int, now time.Time, rtt time.Duration, max uint32, b budget) uint32 {
 	f.unacked += n
-	if f.unacked < f.size/2 {
+	if f.unacked < f.size/4 {
 		return 0
 	}
 	var growth uint32
 	if buffered <= int(f.size/8) {
-		growth = f.tune(now, rtt, max, b)
+		growth = f.tune(f.unacked, now, rtt, max, b)
 	}
 	credit := f.unacked + growth
 	f.unacked = 0
@@ -65,13 +68,19 @@ func (f *inflow) consume(n uint32, buffered int, now time.Time, rtt time.Duratio
 	return credit
 }
 
-// tune grows the window when the previous credit went out less than two
-// round trips ago, and returns the growth (0 when it does not grow). Each
-// credit starts a new epoch, so growth needs a fast reader throughout.
-func (f *inflow) tune(now time.Time, rtt time.Duration, max uint32, b budget) uint32 {
+// tune grows the window when read bytes were consumed since the previous
+// credit at a rate of at least a quarter window per round trip, and
+// returns the growth (0 when it does not grow). Each credit starts a new
+// epoch, so growth needs a fast reader throughout. The rate, not the time
+// alone, is tested: a reader that gets a whole window in one Read per
+// round trip is as fast as one that reads it in four.
+func (f *inflow) tune(read uint32, now time.Time, rtt time.Duration, max uint32, b budget) uint32 {
 	prev := f.epoch
 	f.epoch = now
-	if rtt <= 0 || prev.IsZero() || f.size >= max || now.Sub(prev) > 2*rtt {
+	if rtt <= 0 || prev.IsZero() || f.size >= max {
+		return 0
+	}
+	if float64(read)*4*rtt.Seconds() < float64(f.size)*now.Sub(prev).Seconds() {
 		return 0
 	}
 	grown := min(uint64(f.size)*2, uint64(max))

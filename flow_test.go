@@ -33,9 +33,9 @@ func TestInflowTake(t *testing.T) {
 	}
 }
 
-// TestInflowConsume: credit goes out per half window, auto-tuning doubles
-// the window for a reader that keeps up within two round trips, and only
-// within the budget and the maximum.
+// TestInflowConsume: credit goes out per quarter window; auto-tuning
+// doubles the window for a reader that keeps up, reading at least a quarter
+// window per round trip, and only within the budget and the maximum.
 func TestInflowConsume(t *testing.T) {
 	const rtt = 10 * time.Millisecond
 	t0 := time.Unix(1000, 0)
@@ -51,10 +51,12 @@ func TestInflowConsume(t *testing.T) {
 		credit   uint32 // want
 		size2    uint32 // want
 	}{
-		{"below half: nothing yet", 1000, t0, 499, 0, t0.Add(rtt), 4000, 1 << 20, 0, 1000},
-		{"half: credit, first epoch cannot tune", 1000, time.Time{}, 500, 0, t0, 4000, 1 << 20, 500, 1000},
-		{"fast reader: doubles", 1000, t0, 500, 0, t0.Add(2 * rtt), 4000, 1 << 20, 1500, 2000},
-		{"slow epoch: stays", 1000, t0, 500, 0, t0.Add(2*rtt + 1), 4000, 1 << 20, 500, 1000},
+		{"below a quarter: nothing yet", 1000, t0, 249, 0, t0.Add(rtt), 4000, 1 << 20, 0, 1000},
+		{"a quarter: credit, first epoch cannot tune", 1000, time.Time{}, 250, 0, t0, 4000, 1 << 20, 250, 1000},
+		{"a quarter per round trip: doubles", 1000, t0, 250, 0, t0.Add(rtt), 4000, 1 << 20, 1250, 2000},
+		{"a whole window in one read per round trip: doubles", 1000, t0, 1000, 0, t0.Add(rtt), 4000, 1 << 20, 2000, 2000},
+		{"half a window in two round trips: doubles", 1000, t0, 500, 0, t0.Add(2 * rtt), 4000, 1 << 20, 1500, 2000},
+		{"slower than a quarter per round trip: stays", 1000, t0, 250, 0, t0.Add(rtt + 1), 4000, 1 << 20, 250, 1000},
 		{"reader behind: stays", 1000, t0, 500, 126, t0.Add(rtt), 4000, 1 << 20, 500, 1000},
 		{"at the maximum: stays", 4000, t0, 2000, 0, t0.Add(rtt), 4000, 1 << 20, 2000, 4000},
 		{"capped at the maximum", 3000, t0, 1500, 0, t0.Add(rtt), 4000, 1 << 20, 2500, 4000},
@@ -84,7 +86,7 @@ func TestInflowNoRTTNoTuning(t *testing.T) {
 	f := newInflow(1000)
 	now := time.Unix(1000, 0)
 	f.epoch = now
-	if c := f.consume(500, 0, now, 0, 4000, &fakeBudget{left: 1 << 20}); c != 500 || f.size != 1000 {
+	if c := f.consume(500, 0, now.Add(time.Millisecond), 0, 4000, &fakeBudget{left: 1 << 20}); c != 500 || f.size != 1000 {
 		t.Fatalf("credit %d, size %d; want 500, 1000", c, f.size)
 	}
 }
@@ -94,8 +96,8 @@ func TestInflowNoRTTNoTuning(t *testing.T) {
 func TestInflowDiscard(t *testing.T) {
 	f := newInflow(1000)
 	f.take(700)
-	f.consume(300, 400, time.Unix(1, 0), 0, 1000, noBudget{}) // below half: no credit
-	if c := f.discard(400); c != 700 || f.avail != 1000 || f.unacked != 0 {
+	f.consume(200, 500, time.Unix(1, 0), 0, 1000, noBudget{}) // below a quarter: no credit
+	if c := f.discard(500); c != 700 || f.avail != 1000 || f.unacked != 0 {
 		t.Fatalf("discard credit %d, avail %d, unacked %d; want 700, 1000, 0", c, f.avail, f.unacked)
 	}
 }

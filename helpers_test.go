@@ -18,7 +18,10 @@ var transports = []transport{
 	{"tcp", tcpPair},
 }
 
-// tcpPair returns both ends of a loopback TCP connection.
+// tcpPair returns both ends of a loopback TCP connection. Every test of
+// this module uses this one; the interop module keeps its own copy
+// (interop/mux_test.go), because one module cannot import another's test
+// helpers and a non-test package only for this is not worth a public API.
 func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -44,6 +47,17 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 		t.Fatal(r.err)
 	}
 	return c1, r.c
+}
+
+// connPair returns both ends of a loopback TCP connection if tcp, and of a
+// net.Pipe otherwise (made on the caller's goroutine: in a synctest bubble,
+// inside the bubble).
+func connPair(t testing.TB, tcp bool) (net.Conn, net.Conn) {
+	t.Helper()
+	if tcp {
+		return tcpPair(t)
+	}
+	return net.Pipe()
 }
 
 // sessionPair returns a client and a server session over a fresh pair of

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -108,6 +109,7 @@ func hostileConfig() *Config {
 type rawPeer struct {
 	t      testing.TB
 	conn   net.Conn
+	gate   *readGate // every read of conn goes through it (holdReads)
 	sess   *Session
 	rd     *bufio.Reader // the reader goroutine's, or readDirect's before it starts
 	nextID uint32        // next stream ID the peer opens
@@ -136,12 +138,7 @@ const rawQueue = 4096
 // the peer on the other end. Everything is closed when the test ends.
 func newRawPeer(t testing.TB, o rawPeerOptions) *rawPeer {
 	t.Helper()
-	var near, far net.Conn
-	if o.tcp {
-		near, far = tcpPair(t)
-	} else {
-		near, far = net.Pipe()
-	}
+	near, far := connPair(t, o.tcp)
 	cfg := o.cfg
 	if cfg == nil {
 		cfg = hostileConfig()
@@ -150,13 +147,15 @@ func newRawPeer(t testing.TB, o rawPeerOptions) *rawPeer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rd io.Reader = far
+	gate := &readGate{conn: far}
+	var rd io.Reader = gate
 	if o.readByByte {
-		rd = iotest.OneByteReader(far)
+		rd = iotest.OneByteReader(gate)
 	}
 	p := &rawPeer{
 		t:        t,
 		conn:     far,
+		gate:     gate,
 		sess:     sess,
 		rd:       bufio.NewReader(rd),
 		nextID:   1,
@@ -177,10 +176,71 @@ func newRawPeer(t testing.TB, o rawPeerOptions) *rawPeer {
 // close tears everything down: the peer's end first, so that the session's
 // Close does not wait for a peer that stopped reading.
 func (p *rawPeer) close() {
+	p.gate.release()
 	p.conn.Close()
 	p.sess.Close()
 	if p.started {
 		<-p.readDone
+	}
+}
+
+// holdReads stops the peer reading the connection until releaseReads; a
+// Read in progress is interrupted (through a read deadline in the past)
+// and retried after the release. Over net.Pipe, which buffers nothing, the
+// session's next write then blocks in the connection, and whatever the
+// session queues meanwhile waits in its send queues: this is how a test
+// sees in which order the send loop takes frames that were queued
+// together. Over TCP the kernel's buffers absorb writes for a while.
+func (p *rawPeer) holdReads() { p.gate.hold() }
+
+// releaseReads lets the peer read again after holdReads.
+func (p *rawPeer) releaseReads() { p.gate.release() }
+
+// readGate reads conn, except while held.
+type readGate struct {
+	conn net.Conn
+
+	mu    sync.Mutex
+	held  chan struct{} // non-nil while held; closed by release
+	holds int           // holds so far: tells a Read that hold interrupted from a real deadline
+}
+
+func (g *readGate) Read(b []byte) (int, error) {
+	for {
+		g.mu.Lock()
+		held, holds := g.held, g.holds
+		g.mu.Unlock()
+		if held != nil {
+			<-held
+		}
+		n, err := g.conn.Read(b)
+		g.mu.Lock()
+		interrupted := g.holds != holds
+		g.mu.Unlock()
+		if n == 0 && interrupted && errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // hold's deadline, cleared by release
+		}
+		return n, err
+	}
+}
+
+func (g *readGate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held == nil {
+		g.held = make(chan struct{})
+		g.holds++
+		g.conn.SetReadDeadline(time.Unix(1, 0)) // interrupts the Read in progress
+	}
+}
+
+func (g *readGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held != nil {
+		g.conn.SetReadDeadline(time.Time{})
+		close(g.held)
+		g.held = nil
 	}
 }
 

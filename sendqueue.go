@@ -152,13 +152,15 @@ func (q *sendQueue) take(b *sendBatch, done <-chan struct{}) bool {
 		q.mu.Lock()
 	}
 	q.parked = false
-	b.ctrl = append(b.ctrl, q.ctrl...)
-	clear(q.ctrl)
-	q.ctrl, q.refusals = q.ctrl[:0], 0
+	// Ping answers first: round trips must not wait, and an answer must
+	// not follow a GoAway queued after its ping arrived.
 	for _, opaque := range q.pingAcks {
 		b.ctrl = append(b.ctrl, encodeHeader(typePing, flagACK, 0, opaque))
 	}
 	q.pingAcks = q.pingAcks[:0]
+	b.ctrl = append(b.ctrl, q.ctrl...)
+	clear(q.ctrl)
+	q.ctrl, q.refusals = q.ctrl[:0], 0
 	b.streams, q.streams = q.streams, b.streams[:0]
 	// Data round robin: one frame from each stream in turn, the ring
 	// remembering whose turn is next across batches.

@@ -1,8 +1,8 @@
 // Package yamux multiplexes many reliable, ordered, flow-controlled streams
 // over one connection, speaking the yamux wire protocol of HashiCorp's
 // implementation (described in our own words, with every ambiguity of the
-// original resolved, in spec.md). It interoperates with hashicorp/yamux and
-// libp2p/go-yamux.
+// original resolved, in spec.md). It interoperates with hashicorp/yamux,
+// libp2p/go-yamux and js-libp2p's @chainsafe/libp2p-yamux (interop/).
 //
 // A [Session] wraps any [io.ReadWriteCloser], usually a [net.Conn]: one end
 // is the [Client] (odd stream IDs), the other the [Server] (even IDs).

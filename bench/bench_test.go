@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 )
@@ -11,12 +12,34 @@ var (
 	// bulkVolume is what one BenchmarkBulk op transfers: BENCH_BULK_MIB
 	// MiB, 256 by default.
 	bulkVolume = int64(envInt("BENCH_BULK_MIB", 256)) << 20
-	// lfnDuration is one BenchmarkLongFatLink op: BENCH_LFN_SECONDS, 10 by
+	// lfnDuration is one BenchmarkLongFatLink op: BENCH_LFN_SECONDS, 5 by
 	// default.
-	lfnDuration = time.Duration(envInt("BENCH_LFN_SECONDS", 10)) * time.Second
+	lfnDuration = time.Duration(envInt("BENCH_LFN_SECONDS", 5)) * time.Second
 	// idleStreams is BenchmarkIdleStreams' stream count: BENCH_IDLE_STREAMS,
 	// 10,000 by default.
 	idleStreams = envInt("BENCH_IDLE_STREAMS", 10000)
+	// idleSessions is BenchmarkIdleSessions' pair count: BENCH_SESSIONS,
+	// 4,000 by default (capped by the descriptor limit).
+	idleSessions = envInt("BENCH_SESSIONS", 4000)
+	// busySessions and busyVolume are BenchmarkBusyThenIdle's pairs and
+	// the bytes each moves each way: BENCH_BUSY_SESSIONS, 1,000 by
+	// default, and BENCH_BUSY_MIB, 2 by default.
+	busySessions = envInt("BENCH_BUSY_SESSIONS", 1000)
+	busyVolume   = int64(envInt("BENCH_BUSY_MIB", 2)) << 20
+	// lowRateDuration is one BenchmarkManySessionsLowRate op:
+	// BENCH_LOWRATE_SECONDS, 5 by default. BENCH_LOWRATE_10K=1 adds the
+	// 10,000-session case to the 1,000 one.
+	lowRateDuration = time.Duration(envInt("BENCH_LOWRATE_SECONDS", 5)) * time.Second
+	lowRateSessions = lowRateCounts()
+	// million enables BenchmarkMillionStreams: BENCH_MILLION=1.
+	million = os.Getenv("BENCH_MILLION") == "1"
+	// heapProfile, from BENCH_HEAP_PROFILE, is a file prefix: with it,
+	// BenchmarkIdleSessions writes a heap profile of impl=ours while its
+	// pairs are up to <prefix>-idle.pprof, and BenchmarkBusyThenIdle to
+	// <prefix>-busy-before.pprof and <prefix>-busy-after.pprof (`go test
+	// -memprofile` is written after every benchmark has torn its rigs
+	// down, so it shows none of it).
+	heapProfile = os.Getenv("BENCH_HEAP_PROFILE")
 )
 
 // closer is every rig.
@@ -233,20 +256,183 @@ func BenchmarkWriteRead(b *testing.B) {
 	}
 }
 
-// BenchmarkLongFatLink is scenario 7: one stream over the emulated 50 ms,
-// 1 Gbit/s link (lfnLink); MB/s is what arrived within lfnDuration of the
-// stream's start, window ramp-up included. One op takes lfnDuration plus
-// teardown, so the default run does one op per implementation.
+// BenchmarkLongFatLink is scenario 7: one stream over the emulated 50 ms
+// links at 1, 3 and 10 Gbit/s (lfnLinks); MB/s is what arrived within
+// lfnDuration of the stream's start, window ramp-up included. One op takes
+// lfnDuration plus teardown, so the default run does one op per
+// implementation and link.
 func BenchmarkLongFatLink(b *testing.B) {
+	for _, l := range lfnLinks {
+		for _, im := range impls() {
+			b.Run(fmt.Sprintf("impl=%s/rtt=%v/rate=%s", im.name(), 2*l.link.delay, l.name), func(b *testing.B) {
+				g := newLFNRig(im, l.link, lfnDuration)
+				for b.Loop() {
+					if err := g.op(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(mean(g.mbps), "MB/s")
+			})
+		}
+	}
+}
+
+// reportCap logs, and reports as the pairs metric, how many pairs a
+// scenario ran when the descriptor limit made it fewer than asked.
+func reportCap(b *testing.B, want, got int) {
+	if got < want {
+		b.Logf("%d pairs instead of %d: the descriptor limit (soft %d after raising it to the hard limit) allows no more", got, want, raiseFDLimit())
+	}
+	b.ReportMetric(float64(got), "pairs")
+}
+
+// BenchmarkIdleSessions is scenario 9: idleSessions session pairs over
+// loopback TCP, each with 10 streams idle after one 16-byte exchange each
+// way. B/pair is heap+stack per pair (both ends, after two GCs, against a
+// baseline taken before), stack-B/pair the stack part of it; sessions/s counts dialling and starting both
+// sessions only, pairs/s everything (also the 10 streams opened, accepted
+// and exchanging). Raw TCP pairs are 10 connections each, so fewer fit the
+// descriptor limit; its kernel memory is not counted. ns/op is not
+// meaningful here.
+func BenchmarkIdleSessions(b *testing.B) {
 	for _, im := range impls() {
-		b.Run(fmt.Sprintf("impl=%s/rtt=%v", im.name(), 2*lfnLink.delay), func(b *testing.B) {
-			g := newLFNRig(im, lfnLink, lfnDuration)
+		b.Run(fmt.Sprintf("impl=%s/sessions=%d/streams=%d", im.name(), idleSessions, farmStreams), func(b *testing.B) {
+			g := newIdleSessionsRig(im, idleSessions)
+			if im.name() == "ours" && heapProfile != "" {
+				g.profile = heapProfile + "-idle.pprof"
+			}
 			for b.Loop() {
 				if err := g.op(); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(mean(g.mbps), "MB/s")
+			b.ReportMetric(mean(g.bytes), "B/pair")
+			b.ReportMetric(mean(g.stack), "stack-B/pair")
+			b.ReportMetric(mean(g.gs), "goroutines/pair")
+			if len(g.sessRate) > 0 {
+				b.ReportMetric(mean(g.sessRate), "sessions/s")
+			}
+			b.ReportMetric(mean(g.pairRate), "pairs/s")
+			reportCap(b, idleSessions, g.n)
 		})
+	}
+}
+
+// BenchmarkBusyThenIdle is scenario 10: busySessions pairs as in
+// BenchmarkIdleSessions, measured, then each moves busyVolume each way on
+// its first stream (8 pairs at a time), then measured idle again.
+// idle-B/pair and B/pair are heap+stack per pair before and after
+// (stack-B/pair the stack part of after);
+// after/idle is their ratio (the goal: within 1.1); MB/s is the busy
+// phase's, both directions together.
+func BenchmarkBusyThenIdle(b *testing.B) {
+	for _, im := range impls() {
+		b.Run(fmt.Sprintf("impl=%s/sessions=%d/busy=%s", im.name(), busySessions, sizeName(busyVolume)), func(b *testing.B) {
+			g := newBusyThenIdleRig(im, busySessions, busyVolume)
+			if im.name() == "ours" && heapProfile != "" {
+				g.profile = heapProfile + "-busy"
+			}
+			for b.Loop() {
+				if err := g.op(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(mean(g.idle), "idle-B/pair")
+			b.ReportMetric(mean(g.after), "B/pair")
+			b.ReportMetric(mean(g.afterStack), "stack-B/pair")
+			b.ReportMetric(mean(g.ratio), "after/idle")
+			b.ReportMetric(mean(g.mbps), "MB/s")
+			reportCap(b, busySessions, g.n)
+		})
+	}
+}
+
+// millionSteps are BenchmarkMillionStreams' totals, over millionSessions.
+var millionSteps = []int{10_000, 100_000, 1_000_000}
+
+const millionSessions = 100
+
+// BenchmarkMillionStreams is scenario 11, only with BENCH_MILLION=1: a
+// million idle streams over 100 sessions, heap+stack per stream (both
+// ends, sessions excluded) at 10k, 100k and 1M streams, the slope between
+// the last two (bytes per extra stream) and the rate at which streams were
+// opened and accepted. Multiplexers only; it needs a few GB of memory.
+func BenchmarkMillionStreams(b *testing.B) {
+	if !million {
+		b.Skip("BENCH_MILLION=1 runs it (a few GB of memory, about a minute per implementation)")
+	}
+	for _, im := range impls() {
+		m, ok := im.(muxImpl)
+		if !ok {
+			continue
+		}
+		total := millionSteps[len(millionSteps)-1]
+		b.Run(fmt.Sprintf("impl=%s/sessions=%d/streams=%d", im.name(), millionSessions, total), func(b *testing.B) {
+			g, err := newMillionRig(m, millionSessions, millionSteps)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := g.op(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i, step := range millionSteps {
+				var xs []float64
+				for _, op := range g.perStream {
+					xs = append(xs, op[i])
+				}
+				b.ReportMetric(mean(xs), "B/stream-"+countName(step))
+			}
+			b.ReportMetric(mean(g.slope), "slope-B/stream")
+			b.ReportMetric(mean(g.rate), "streams/s")
+		})
+	}
+}
+
+// countName writes 10000 as 10k and 1000000 as 1M.
+func countName(n int) string {
+	switch {
+	case n >= 1e6 && n%1e6 == 0:
+		return fmt.Sprintf("%dM", n/1e6)
+	case n >= 1e3 && n%1e3 == 0:
+		return fmt.Sprintf("%dk", n/1e3)
+	}
+	return fmt.Sprint(n)
+}
+
+func lowRateCounts() []int {
+	if os.Getenv("BENCH_LOWRATE_10K") == "1" {
+		return []int{1000, 10000}
+	}
+	return []int{1000}
+}
+
+// BenchmarkManySessionsLowRate is scenario 12: 1,000 (and with
+// BENCH_LOWRATE_10K=1 also 10,000) session pairs of 10 streams each, every
+// stream doing a 1 KiB request and 1 KiB answer once a second, starts
+// spread over the second, for lowRateDuration. p99-µs is the requests'
+// latency (Write to the answer's last byte); CPU-µs/req the process's CPU
+// time (getrusage: user + system, both ends and the benchmark's own
+// goroutines) over the traffic phase per request; req/s what was done (the
+// offered rate is 10 per pair per second). Raw TCP pairs are 10
+// connections each, so fewer fit the descriptor limit.
+func BenchmarkManySessionsLowRate(b *testing.B) {
+	for _, n := range lowRateSessions {
+		for _, im := range impls() {
+			b.Run(fmt.Sprintf("impl=%s/sessions=%d/streams=%d", im.name(), n, farmStreams), func(b *testing.B) {
+				g := newLowRateRig(im, n, lowRateDuration, time.Second)
+				for b.Loop() {
+					if err := g.op(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(mean(g.p50), "p50-µs")
+				b.ReportMetric(mean(g.p99), "p99-µs")
+				b.ReportMetric(mean(g.cpuPerReq), "CPU-µs/req")
+				b.ReportMetric(mean(g.rate), "req/s")
+				reportCap(b, n, g.n)
+			})
+		}
 	}
 }

@@ -2,8 +2,9 @@ package bench
 
 // This file is the package's exported face, for cmd/muxperf: the
 // implementations under test (the adapters of adapter_*.go) and
-// time-bounded runs of four scenarios on the existing rigs (bulkRig,
-// streamsRig, rpcRig with rawRPC, idleRig). The benchmarks do not use it.
+// time-bounded runs of seven scenarios on the existing rigs (bulkRig,
+// streamsRig, rpcRig with rawRPC, idleRig, idleSessionsRig,
+// busyThenIdleRig, lowRateRig). The benchmarks do not use it.
 
 import (
 	"context"
@@ -186,6 +187,23 @@ type Result struct {
 
 	BytesPerStream      float64 // live heap per idle stream, both ends (idle)
 	GoroutinesPerStream float64 // goroutines per idle stream, both ends (idle)
+
+	Pairs             int     // session pairs (sessions, busyidle, lowrate); fewer than asked when the descriptor limit allows no more
+	BytesPerPair      float64 // heap+stack per idle pair, both ends (sessions; busyidle: before the traffic)
+	GoroutinesPerPair float64 // goroutines per idle pair, both ends (sessions)
+	SessionsPerSec    float64 // connections dialled with both sessions started, per second (sessions; 0 for raw TCP)
+	PairsPerSec       float64 // pairs set up per second, streams and their exchange included (sessions)
+	BusyBytesPerPair  float64 // heap+stack per pair idle again after the traffic (busyidle)
+
+	CPUPerCall time.Duration // process CPU time (user + system) per request (lowrate)
+}
+
+// BusyRatio is BusyBytesPerPair over BytesPerPair, or 0.
+func (r Result) BusyRatio() float64 {
+	if r.BytesPerPair <= 0 {
+		return 0
+	}
+	return r.BusyBytesPerPair / r.BytesPerPair
 }
 
 // MBps returns the throughput in MB/s (10^6 bytes per second), or 0.
@@ -365,6 +383,100 @@ func RunIdle(ctx context.Context, im Impl, n int) (Result, error) {
 		Streams:             n,
 		BytesPerStream:      g.bytes[0],
 		GoroutinesPerStream: g.gs[0],
+	}, nil
+}
+
+// RunIdleSessions is scenario 9 (BenchmarkIdleSessions): it sets up n
+// session pairs over loopback TCP, each with 10 streams after a 16-byte
+// exchange each way, and measures heap+stack and goroutines per pair (both
+// ends, in this process, so nothing else should run meanwhile) and the
+// setup rates. Raw TCP pairs are 10 connections each; n is capped by the
+// descriptor limit (Result.Pairs says how many ran). It returns ctx's error
+// if ctx ended before it started; once started it runs to the end (its
+// rig's watchdog bounds it).
+func RunIdleSessions(ctx context.Context, im Impl, n int) (Result, error) {
+	if n <= 0 {
+		return Result{}, errors.New("bench: RunIdleSessions needs n > 0")
+	}
+	if err := context.Cause(ctx); err != nil {
+		return Result{}, err
+	}
+	g := newIdleSessionsRig(im.im, n)
+	t0 := time.Now()
+	if err := g.op(); err != nil {
+		return Result{}, err
+	}
+	r := Result{
+		Elapsed:           time.Since(t0),
+		Pairs:             g.n,
+		BytesPerPair:      g.bytes[0],
+		GoroutinesPerPair: g.gs[0],
+		PairsPerSec:       g.pairRate[0],
+	}
+	if len(g.sessRate) > 0 {
+		r.SessionsPerSec = g.sessRate[0]
+	}
+	return r, nil
+}
+
+// RunBusyThenIdle is scenario 10 (BenchmarkBusyThenIdle): the pairs of
+// [RunIdleSessions], measured, then size bytes each way on each pair's
+// first stream (8 pairs at a time), then measured again. Like
+// RunIdleSessions it checks ctx only before it starts.
+func RunBusyThenIdle(ctx context.Context, im Impl, n int, size int64) (Result, error) {
+	if n <= 0 || size <= 0 {
+		return Result{}, errors.New("bench: RunBusyThenIdle needs n > 0 and size > 0")
+	}
+	if err := context.Cause(ctx); err != nil {
+		return Result{}, err
+	}
+	g := newBusyThenIdleRig(im.im, n, size)
+	t0 := time.Now()
+	if err := g.op(); err != nil {
+		return Result{}, err
+	}
+	return Result{
+		Elapsed:          time.Since(t0),
+		Bytes:            2 * size * int64(g.n),
+		Pairs:            g.n,
+		BytesPerPair:     g.idle[0],
+		BusyBytesPerPair: g.after[0],
+	}, nil
+}
+
+// RunLowRate is scenario 12 (BenchmarkManySessionsLowRate) for about d:
+// the pairs of [RunIdleSessions], every stream doing a 1 KiB request and
+// 1 KiB answer once a second. It stops early when ctx ends, and counts
+// requests in m (nil: none) as they complete. Elapsed is the traffic
+// phase, setup excluded; CPUPerCall is the process's CPU time over it per
+// request.
+func RunLowRate(ctx context.Context, im Impl, n int, d time.Duration, m *Meter) (Result, error) {
+	if n <= 0 || d <= 0 {
+		return Result{}, errors.New("bench: RunLowRate needs n > 0 and d > 0")
+	}
+	if err := context.Cause(ctx); err != nil {
+		return Result{}, err
+	}
+	g := newLowRateRig(im.im, n, d, time.Second)
+	g.stop = ctx.Done()
+	if m != nil {
+		g.count = m.AddCalls
+		m.SetStreams(int64(g.n * farmStreams))
+	}
+	if err := g.op(); err != nil {
+		return Result{}, runErr(ctx, err)
+	}
+	if err := context.Cause(ctx); err != nil {
+		return Result{}, err
+	}
+	return Result{
+		Elapsed:    g.elapsed[0],
+		Calls:      g.calls[0],
+		Streams:    g.n * farmStreams,
+		Pairs:      g.n,
+		P50:        time.Duration(g.p50[0] * 1e3),
+		P99:        time.Duration(g.p99[0] * 1e3),
+		CPUPerCall: time.Duration(g.cpuPerReq[0] * 1e3),
 	}, nil
 }
 

@@ -20,10 +20,23 @@ type linkConfig struct {
 	buffer time.Duration // bottleneck queue, in time at rate; Write blocks beyond it
 }
 
-// lfnLink is the long fat link of BenchmarkLongFatLink: 50 ms round trip at
-// 1 Gbit/s (a bandwidth-delay product of 6.25 MB), with 20 ms (2.5 MB) of
-// bottleneck buffer.
+// lfnLink is the slowest long fat link of BenchmarkLongFatLink: 50 ms round
+// trip at 1 Gbit/s (a bandwidth-delay product of 6.25 MB), with 20 ms (2.5
+// MB) of bottleneck buffer.
 var lfnLink = linkConfig{delay: 25 * time.Millisecond, rate: 125e6, buffer: 20 * time.Millisecond}
+
+// lfnLinks are the paths BenchmarkLongFatLink runs over: 50 ms round trip
+// at 1, 3 and 10 Gbit/s (bandwidth-delay products of 6.25, 18.75 and 62.5
+// MB; a 10 Gbit/s path across a continent), each with 20 ms of bottleneck
+// buffer.
+var lfnLinks = []struct {
+	name string
+	link linkConfig
+}{
+	{"1Gbit", lfnLink},
+	{"3Gbit", linkConfig{delay: 25 * time.Millisecond, rate: 375e6, buffer: 20 * time.Millisecond}},
+	{"10Gbit", linkConfig{delay: 25 * time.Millisecond, rate: 1.25e9, buffer: 20 * time.Millisecond}},
+}
 
 // linkPacket bounds one queued write, so that delivery is smooth.
 const linkPacket = 64 << 10

@@ -144,6 +144,48 @@ func smokeImpl(t *testing.T, im impl) {
 		}
 	})
 
+	t.Run("sessions", func(t *testing.T) {
+		// The implementations run in parallel, so memory and goroutine
+		// counts are only checked for being numbers.
+		g := newIdleSessionsRig(im, 20)
+		if check("idle sessions op", g.op()) && (math.IsNaN(g.bytes[0]) || math.IsNaN(g.gs[0]) || !(g.pairRate[0] > 0)) {
+			t.Errorf("idle sessions: %v B/pair, %v goroutines/pair, %v pairs/s", g.bytes[0], g.gs[0], g.pairRate[0])
+		}
+		if !isTCP && (len(g.sessRate) != 1 || !(g.sessRate[0] > 0)) {
+			t.Errorf("idle sessions: sessions/s %v, want one positive rate", g.sessRate)
+		}
+	})
+
+	t.Run("busyidle", func(t *testing.T) {
+		g := newBusyThenIdleRig(im, 8, 256<<10)
+		if check("busy then idle op", g.op()) && (math.IsNaN(g.idle[0]) || math.IsNaN(g.after[0]) || !(g.mbps[0] > 0)) {
+			t.Errorf("busy then idle: idle %v, after %v B/pair, ratio %v, %v MB/s", g.idle[0], g.after[0], g.ratio[0], g.mbps[0])
+		}
+	})
+
+	t.Run("lowrate", func(t *testing.T) {
+		g := newLowRateRig(im, 4, 300*time.Millisecond, 100*time.Millisecond)
+		if check("low rate op", g.op()) {
+			// 40 streams, 3 requests each.
+			if !(g.p99[0] > 0 && g.rate[0] > 0) || g.cpuPerReq[0] < 0 {
+				t.Errorf("low rate: p99 %v µs, %v req/s, %v µs CPU/req", g.p99[0], g.rate[0], g.cpuPerReq[0])
+			}
+		}
+	})
+
+	t.Run("million", func(t *testing.T) {
+		m, ok := im.(muxImpl)
+		if !ok {
+			return // not a scenario for raw TCP (see millionRig)
+		}
+		g, err := newMillionRig(m, 2, []int{20, 200, 2000})
+		if check("million", err) && check("million op", g.op()) {
+			if ps := g.perStream[0]; len(ps) != 3 || math.IsNaN(ps[2]) || !(g.rate[0] > 0) || len(g.slope) != 1 {
+				t.Errorf("million: per stream %v, slope %v, %v streams/s", ps, g.slope, g.rate)
+			}
+		}
+	})
+
 	t.Run("writeread", func(t *testing.T) {
 		g, err := newWriteReadRig(im, 32<<10)
 		if !check("writeread", err) {

@@ -198,7 +198,10 @@ func newPair(t *testing.T, pg pairing, o options) *pair {
 }
 
 // tcpPair returns both ends of a fresh loopback TCP connection; both are
-// closed when the test ends (the sessions close them earlier).
+// closed when the test ends (the sessions close them earlier). The root
+// module's tests have their own (helpers_test.go): a module cannot import
+// another module's test helpers, and a non-test package only to share
+// this would add public API.
 func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

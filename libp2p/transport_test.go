@@ -110,7 +110,9 @@ func (sp *testSpan) Stat() network.ScopeStat                       { return netw
 func (sp *testSpan) BeginSpan() (network.ResourceScopeSpan, error) { panic("nested span") }
 
 // muxedPair returns a client and a server MuxedConn over loopback TCP,
-// closed when the test ends.
+// closed when the test ends. It makes the connection itself, like the
+// tcpPair of the root and interop modules' tests: test helpers cannot be
+// shared across modules.
 func muxedPair(t *testing.T, cscope, sscope *testScope) (client, server network.MuxedConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

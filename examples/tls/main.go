@@ -131,8 +131,9 @@ func serveConn(ctx context.Context, tc *tls.Conn, onClient func(cn string)) erro
 		return err
 	}
 	// RequireAndVerifyClientCert guarantees a verified chain here. The
-	// session does not expose its connection, so read the state from the
-	// *tls.Conn we hold.
+	// handshake is done before the session starts, so the state is read
+	// from the *tls.Conn we hold (a session also gives it later through
+	// Session.ConnectionState).
 	onClient(tc.ConnectionState().PeerCertificates[0].Subject.CommonName)
 
 	sess, err := yamux.Server(tc, nil)

@@ -12,7 +12,11 @@
 //
 // The one-process tests are the rigs of BenchmarkBulk, BenchmarkStreams,
 // BenchmarkRPC and BenchmarkIdleStreams, run for -d each instead of a
-// number of ops. Between two processes (-listen, -connect) the server
+// number of ops. Three more, not in the default run and only in one
+// process, are the sessions-at-scale rigs with small defaults:
+// -tests sessions (BenchmarkIdleSessions, -sessions pairs), busyidle
+// (BenchmarkBusyThenIdle, the same pairs and -busy bytes each way) and
+// lowrate (BenchmarkManySessionsLowRate, -lowrate pairs for -d). Between two processes (-listen, -connect) the server
 // serves one implementation and the client drives the same tests over a
 // small protocol of its own (server.go). Progress goes to stderr once a
 // second, the table to stdout; -json and -csv write machine-readable
@@ -55,9 +59,20 @@ const (
 	testStreams = "streams"
 	testRPC     = "rpc"
 	testIdle    = "idle"
+
+	// Sessions at scale: one process only, not in the default run.
+	testSessions = "sessions"
+	testBusyIdle = "busyidle"
+	testLowRate  = "lowrate"
 )
 
-var allTests = []string{testBulk, testStreams, testRPC, testIdle}
+var (
+	allTests     = []string{testBulk, testStreams, testRPC, testIdle, testSessions, testBusyIdle, testLowRate}
+	defaultTests = []string{testBulk, testStreams, testRPC, testIdle}
+	// localTests run only with both ends in this process: they set up
+	// thousands of connections, which the remote protocol does not do.
+	localTests = []string{testSessions, testBusyIdle, testLowRate}
+)
 
 // config is the parsed command line.
 type config struct {
@@ -74,6 +89,9 @@ type config struct {
 	streamSize int64
 	conc       int
 	idle       int
+	sessions   int   // sessions, busyidle: session pairs
+	busy       int64 // busyidle: bytes each way per pair
+	lowRate    int   // lowrate: session pairs
 	quiet      bool
 }
 
@@ -82,13 +100,13 @@ type config struct {
 func (c *config) bulkVolume() int64 { return min(max(512*c.size, 1<<20), 256<<20) }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
-	c := &config{size: 32 << 10, streamSize: 1 << 20}
+	c := &config{size: 32 << 10, streamSize: 1 << 20, busy: 2 << 20}
 	fs := flag.NewFlagSet("muxperf", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.DurationVar(&c.d, "d", 3*time.Second, "length of each throughput and RPC test")
 	implsFlag := fs.String("impls", "ours,hashicorp,libp2p,smux,tcp", "implementations to compare in one process")
 	fs.StringVar(&c.impl, "impl", "", "one implementation: what -listen serves (default ours), what -connect expects (default: what the server serves); in one process, the same as -impls")
-	testsFlag := fs.String("tests", strings.Join(allTests, ","), "tests to run: bulk (1 stream), streams (-streams at once), rpc (a stream per request, -conc at once), idle (heap per idle stream)")
+	testsFlag := fs.String("tests", strings.Join(defaultTests, ","), "tests to run: bulk (1 stream), streams (-streams at once), rpc (a stream per request, -conc at once), idle (heap per idle stream); in one process also sessions (heap per idle session pair), busyidle (the same after traffic), lowrate (many sessions at 1 request/s per stream)")
 	fs.StringVar(&c.listen, "listen", "", "serve -impl on this address to muxperf -connect clients, until interrupted")
 	fs.StringVar(&c.connect, "connect", "", "run the tests against the muxperf -listen server at this address")
 	fs.Var(&c.json, "json", "write the results as JSON: -json to stdout (the table then goes to stderr), -json `file` to a file")
@@ -98,12 +116,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var((*sizeFlag)(&c.streamSize), "stream-size", "streams: each stream carries a seeded random `size` to 4×size bytes")
 	fs.IntVar(&c.conc, "conc", 64, "rpc: requests at once")
 	fs.IntVar(&c.idle, "idle", 2000, "idle: streams held open")
+	fs.IntVar(&c.sessions, "sessions", 200, "sessions, busyidle: session pairs, 10 streams each")
+	fs.Var((*sizeFlag)(&c.busy), "busy", "busyidle: `bytes` each pair moves each way before it is weighed again")
+	fs.IntVar(&c.lowRate, "lowrate", 100, "lowrate: session pairs, 10 streams each, for -d")
 	fs.BoolVar(&c.quiet, "q", false, "print no progress on stderr")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `muxperf compares stream multiplexers on loopback in one process, or runs
 the same tests between two processes or machines.
 
   muxperf [-d 3s] [-impls ours,hashicorp,libp2p,smux,tcp] [-tests bulk,streams,rpc,idle]
+  muxperf -tests sessions,busyidle,lowrate [-sessions 200] [-busy 2MiB] [-lowrate 100]
   muxperf -listen :5201 [-impl ours]
   muxperf -connect host:5201 [-impl ours] [-tests ...]
 
@@ -133,6 +155,8 @@ Flags:
 		return nil, errors.New("-d must be positive")
 	case c.size <= 0 || c.streamSize <= 0 || c.streams <= 0 || c.conc <= 0 || c.idle <= 0:
 		return nil, errors.New("-size, -stream-size, -streams, -conc and -idle must be positive")
+	case c.sessions <= 0 || c.busy <= 0 || c.lowRate <= 0:
+		return nil, errors.New("-sessions, -busy and -lowrate must be positive")
 	case c.listen != "" && c.connect != "":
 		return nil, errors.New("-listen and -connect exclude each other")
 	case c.listen != "" && (c.json.set || c.csvPath != ""):
@@ -169,6 +193,13 @@ Flags:
 	}
 	if len(c.impls) == 0 || len(c.tests) == 0 {
 		return nil, errors.New("no implementation or no test selected")
+	}
+	if c.connect != "" {
+		for _, t := range c.tests {
+			if slices.Contains(localTests, t) {
+				return nil, fmt.Errorf("test %s runs in one process only, not with -connect", t)
+			}
+		}
 	}
 	return c, nil
 }
@@ -327,6 +358,9 @@ type params struct {
 	StreamSize  int64 `json:"stream_size_min"`
 	Concurrency int   `json:"rpc_concurrency"`
 	Idle        int   `json:"idle_streams"`
+	Sessions    int   `json:"session_pairs"`
+	Busy        int64 `json:"busy_bytes_each_way"`
+	LowRate     int   `json:"lowrate_session_pairs"`
 }
 
 // record is one implementation's result in one test.
@@ -353,6 +387,7 @@ func newReport(c *config, mode string) *report {
 		Params: params{
 			WriteSize: c.size, BulkVolume: c.bulkVolume(), Streams: c.streams,
 			StreamSize: c.streamSize, Concurrency: c.conc, Idle: c.idle,
+			Sessions: c.sessions, Busy: c.busy, LowRate: c.lowRate,
 		},
 	}
 }
@@ -401,6 +436,26 @@ func metrics(test string, r bench.Result) map[string]float64 {
 		m["bytes_per_stream"] = r.BytesPerStream
 		m["goroutines_per_stream"] = r.GoroutinesPerStream
 		m["streams"] = float64(r.Streams)
+	case testSessions:
+		m["bytes_per_pair"] = r.BytesPerPair
+		m["goroutines_per_pair"] = r.GoroutinesPerPair
+		m["pairs_per_s"] = r.PairsPerSec
+		if r.SessionsPerSec > 0 {
+			m["sessions_per_s"] = r.SessionsPerSec
+		}
+		m["pairs"] = float64(r.Pairs)
+	case testBusyIdle:
+		m["idle_bytes_per_pair"] = r.BytesPerPair
+		m["bytes_per_pair"] = r.BusyBytesPerPair
+		m["after_over_idle"] = r.BusyRatio()
+		m["pairs"] = float64(r.Pairs)
+	case testLowRate:
+		m["p50_us"] = float64(r.P50.Nanoseconds()) / 1e3
+		m["p99_us"] = float64(r.P99.Nanoseconds()) / 1e3
+		m["cpu_us_per_call"] = float64(r.CPUPerCall.Nanoseconds()) / 1e3
+		m["calls_per_s"] = r.CallsPerSec()
+		m["calls"] = float64(r.Calls)
+		m["pairs"] = float64(r.Pairs)
 	}
 	return m
 }
@@ -423,6 +478,10 @@ func runTests(ctx context.Context, c *config, rep *report, stderr io.Writer, fn 
 		for _, t := range c.tests {
 			for _, im := range c.impls {
 				switch {
+				case t == testSessions || t == testBusyIdle:
+					est += time.Second
+				case t == testLowRate:
+					est += c.d + time.Second
 				case t != testIdle:
 					est += c.d + 100*time.Millisecond
 				case im.Multiplexed():
@@ -476,6 +535,12 @@ func runLocal(ctx context.Context, c *config, stderr io.Writer) (*report, error)
 			return bench.RunStreams(ctx, im, c.streams, c.streamSize, c.d, m)
 		case testRPC:
 			return bench.RunRPC(ctx, im, c.conc, c.d, m)
+		case testSessions:
+			return bench.RunIdleSessions(ctx, im, c.sessions)
+		case testBusyIdle:
+			return bench.RunBusyThenIdle(ctx, im, c.sessions, c.busy)
+		case testLowRate:
+			return bench.RunLowRate(ctx, im, c.lowRate, c.d, m)
 		default:
 			return bench.RunIdle(ctx, im, c.idle)
 		}

@@ -35,6 +35,12 @@ func args(extra ...string) []string { return append(append([]string(nil), tiny..
 // every row has a cell per column.
 func parseTable(t *testing.T, out string) map[string][]string {
 	t.Helper()
+	return parseTableN(t, out, columnsPerImpl)
+}
+
+// parseTableN is parseTable for a table of cols columns per row.
+func parseTableN(t *testing.T, out string, cols int) map[string][]string {
+	t.Helper()
 	rows := map[string][]string{}
 	inTable := false
 	for _, line := range strings.Split(out, "\n") {
@@ -45,8 +51,8 @@ func parseTable(t *testing.T, out string) map[string][]string {
 		case inTable && len(f) == 0:
 			inTable = false // the legend follows
 		case inTable && len(f) > 0:
-			if len(f) != columnsPerImpl+1 {
-				t.Errorf("table row %q: %d cells, want %d", line, len(f)-1, columnsPerImpl)
+			if len(f) != cols+1 {
+				t.Errorf("table row %q: %d cells, want %d", line, len(f)-1, cols)
 			}
 			rows[f[0]] = f[1:]
 		}
@@ -90,7 +96,7 @@ func checkJSON(t *testing.T, data []byte, impls []string) report {
 	}
 	headline := map[string]string{testBulk: "mb_per_s", testStreams: "mb_per_s", testRPC: "calls_per_s", testIdle: "bytes_per_stream"}
 	for _, impl := range impls {
-		for _, test := range allTests {
+		for _, test := range defaultTests {
 			if impl == "tcp" && test == testIdle {
 				continue
 			}
@@ -152,6 +158,38 @@ func TestOneProcess(t *testing.T) {
 	// A header, then at least one row per implementation and timed test.
 	if want := 1 + 3*len(impls); len(recs) < want {
 		t.Errorf("csv has %d records, want at least %d", len(recs), want)
+	}
+}
+
+// TestScaleTests runs the sessions-at-scale tests, which are not in the
+// default run, with a few pairs each.
+func TestScaleTests(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"-tests", "sessions,busyidle,lowrate", "-sessions", "6", "-busy", "64KiB", "-lowrate", "3", "-d", "1s", "-json", "-q"}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
+	}
+	impls := []string{"ours", "hashicorp", "libp2p", "smux", "tcp"}
+	headline := map[string]string{testSessions: "pairs_per_s", testBusyIdle: "after_over_idle", testLowRate: "calls_per_s"}
+	for _, impl := range impls {
+		for test, metric := range headline {
+			rec := rep.find(impl, test)
+			if rec == nil || rec.Error != "" || !(rec.Metrics[metric] > 0) {
+				t.Errorf("%s %s: %+v", impl, test, rec)
+			}
+		}
+	}
+	// sess B/pair, g/pair, sessions/s, busy B/pair, busy/idle, lowrate p99, CPU/call.
+	rows := parseTableN(t, stderr.String(), 7)
+	if len(rows) != len(impls) {
+		t.Errorf("table has %d rows, want %d:\n%s", len(rows), len(impls), stderr.String())
+	}
+	if cells := rows["tcp"]; len(cells) == 7 && cells[2] != "-" {
+		t.Errorf("tcp sessions/s = %q, want - (raw TCP has no session)", cells[2])
 	}
 }
 
@@ -279,6 +317,8 @@ func TestFlags(t *testing.T) {
 		{"-listen", ":0", "-json"},
 		{"-d", "0s"},
 		{"-size", "0"},
+		{"-sessions", "0"},
+		{"-connect", "x:1", "-tests", "lowrate"},
 		{"stray"},
 	} {
 		if err := run(t.Context(), bad, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {

@@ -69,6 +69,13 @@ func (p *progress) summary(rec *record) {
 		what = fmt.Sprintf("%s MB/s %s", fmtRate(rec.res.MBps()), what)
 	case rec.Test == testRPC:
 		what = fmt.Sprintf("%s calls/s, p50 %s, p99 %s %s", fmtRate(rec.res.CallsPerSec()), fmtDur(rec.res.P50), fmtDur(rec.res.P99), what)
+	case rec.Test == testSessions:
+		what = fmt.Sprintf("%.0f B and %.2f goroutines per pair, %s pairs/s, %s sessions/s, %d pairs %s", rec.res.BytesPerPair, rec.res.GoroutinesPerPair,
+			fmtRate(rec.res.PairsPerSec), fmtOptRate(rec.res.SessionsPerSec), rec.res.Pairs, what)
+	case rec.Test == testBusyIdle:
+		what = fmt.Sprintf("%.0f B per pair idle, %.0f B after traffic (%.2f×), %d pairs %s", rec.res.BytesPerPair, rec.res.BusyBytesPerPair, rec.res.BusyRatio(), rec.res.Pairs, what)
+	case rec.Test == testLowRate:
+		what = fmt.Sprintf("%s calls/s, p50 %s, p99 %s, %s CPU per call, %d pairs %s", fmtRate(rec.res.CallsPerSec()), fmtDur(rec.res.P50), fmtDur(rec.res.P99), fmtDur(rec.res.CPUPerCall), rec.res.Pairs, what)
 	default:
 		what = fmt.Sprintf("%.0f B and %.2f goroutines per stream %s", rec.res.BytesPerStream, rec.res.GoroutinesPerStream, what)
 	}
@@ -97,7 +104,7 @@ func (p *progress) start(impl, test string, m *bench.Meter) *sampler {
 	now := time.Now()
 	s := &sampler{p: p, impl: impl, test: test, m: m, t0: now, last: now,
 		stopCh: make(chan struct{}), done: make(chan struct{})}
-	if test == testIdle || (p.w == nil && p.csv == nil) {
+	if test == testIdle || test == testSessions || test == testBusyIdle || (p.w == nil && p.csv == nil) {
 		close(s.done) // nothing to sample
 		return s
 	}
@@ -163,7 +170,7 @@ func (s *sampler) sample(now time.Time, live bool) {
 		return
 	}
 	rate := fmt.Sprintf("%s MB/s", fmtRate(mbps))
-	if s.test == testRPC {
+	if s.test == testRPC || s.test == testLowRate {
 		rate = fmt.Sprintf("%s calls/s", fmtRate(cps))
 	}
 	rttText := "-"
@@ -185,6 +192,14 @@ func fmtRate(x float64) string {
 		return strconv.FormatFloat(x, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(x, 'f', 1, 64)
+}
+
+// fmtOptRate is fmtRate, or "-" for 0 (does not apply).
+func fmtOptRate(x float64) string {
+	if x == 0 {
+		return "-"
+	}
+	return fmtRate(x)
 }
 
 // fmtDur formats a latency with three significant digits.
@@ -222,6 +237,19 @@ func columns(c *config) []column {
 				column{t, "RPC p99", func(r bench.Result) string { return fmtDur(r.P99) }})
 		case testIdle:
 			cols = append(cols, column{t, "idle B/stream", func(r bench.Result) string { return strconv.FormatFloat(r.BytesPerStream, 'f', 0, 64) }})
+		case testSessions:
+			cols = append(cols,
+				column{t, "sess B/pair", func(r bench.Result) string { return strconv.FormatFloat(r.BytesPerPair, 'f', 0, 64) }},
+				column{t, "sess g/pair", func(r bench.Result) string { return strconv.FormatFloat(r.GoroutinesPerPair, 'f', 1, 64) }},
+				column{t, "sessions/s", func(r bench.Result) string { return fmtOptRate(r.SessionsPerSec) }})
+		case testBusyIdle:
+			cols = append(cols,
+				column{t, "busy B/pair", func(r bench.Result) string { return strconv.FormatFloat(r.BusyBytesPerPair, 'f', 0, 64) }},
+				column{t, "busy/idle", func(r bench.Result) string { return strconv.FormatFloat(r.BusyRatio(), 'f', 2, 64) }})
+		case testLowRate:
+			cols = append(cols,
+				column{t, "lowrate p99", func(r bench.Result) string { return fmtDur(r.P99) }},
+				column{t, "CPU/call", func(r bench.Result) string { return fmtDur(r.CPUPerCall) }})
 		}
 	}
 	return cols
@@ -292,6 +320,12 @@ func legend(c *config, rep *report) string {
 				ends = "client and server"
 			}
 			lines = append(lines, fmt.Sprintf("idle: live heap per stream of %d open idle streams, %s.", c.idle, ends))
+		case testSessions:
+			lines = append(lines, fmt.Sprintf("sessions: heap+stack and goroutines per pair of %d idle session pairs (10 streams each, 16 B exchanged), both ends; sessions/s: dial + both sessions.", c.sessions))
+		case testBusyIdle:
+			lines = append(lines, fmt.Sprintf("busyidle: heap+stack per pair of %d pairs idle again after %s each way, and its ratio to before.", c.sessions, fmtSize(c.busy)))
+		case testLowRate:
+			lines = append(lines, fmt.Sprintf("lowrate: %d pairs × 10 streams, 1 KiB request and answer per stream per second; process CPU per call.", c.lowRate))
 		}
 	}
 	return strings.Join(lines, "\n")
