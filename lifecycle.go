@@ -21,7 +21,7 @@ const (
 	// StateClosed: the session has ended; see [Session.Err].
 	StateClosed
 	// StateReconnecting: the session runs over a resumable connection
-	// (spec.md §12) that lost its network connection and is being
+	// (spec.md §13) that lost its network connection and is being
 	// re-established; Reads and Writes wait meanwhile. See
 	// [Session.Reconnecting].
 	StateReconnecting

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// This file holds the API of the resumption layer (spec.md §12): a
+// This file holds the API of the resumption layer (spec.md §13): a
 // connection under the session that survives the loss of the network
 // connection it runs on. [DialResumable] is the client, [ResumeListener]
 // the server; the session above sees one uninterrupted byte stream, so the
@@ -188,7 +188,7 @@ func (rc *ResumeConfig) verify() error {
 }
 
 // DialResumable dials a connection with dial, runs the resumption
-// handshake on it (spec.md §12.2) and returns the client end of a session
+// handshake on it (spec.md §13.2) and returns the client end of a session
 // that runs over a resumable connection: when the connection is lost, the
 // session's Reads and Writes wait while dial is called again, with
 // exponential backoff and jitter, for up to rcfg.ResumeTimeout, and the
@@ -201,7 +201,7 @@ func (rc *ResumeConfig) verify() error {
 // rcfg.HandshakeTimeout, if it has not been): over TLS the session's secret
 // is derived from the first TLS connection, never sent, and a resumption
 // must come over TLS with the same client certificate key, if there was
-// one (spec.md §12.5). A nil cfg means [DefaultConfig]; a nil rcfg the
+// one (spec.md §13.5). A nil cfg means [DefaultConfig]; a nil rcfg the
 // defaults of [ResumeConfig]. Both are copied. rcfg.AckTimeout is capped
 // at half of cfg.ConnectionWriteTimeout.
 //

@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// This file holds the replay buffer of the resumption layer (spec.md §12):
+// This file holds the replay buffer of the resumption layer (spec.md §13):
 // the bytes written to a resumable connection that the peer has not yet
 // acknowledged. It is pure bookkeeping over byte offsets; no I/O, no
 // locks (the resumable connection guards it with its mutex).

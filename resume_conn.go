@@ -16,7 +16,7 @@ import (
 )
 
 // This file holds resumableConn, the net.Conn a session runs over when it
-// uses the resumption layer (spec.md §12). It carries the session's byte
+// uses the resumption layer (spec.md §13). It carries the session's byte
 // stream over a sequence of network connections ("generations"): records
 // on the wire (data, acknowledgements, probes, close), a replay buffer of
 // what the peer has not acknowledged, and the switch from one generation
@@ -35,7 +35,7 @@ import (
 // and writeMu serialise Reads and Writes and are taken before mu; no lock
 // is held across network I/O.
 
-// Record types (spec.md §12.3).
+// Record types (spec.md §13.3).
 const (
 	recData  = 1 // length (4 bytes), then that many bytes of the stream
 	recAck   = 2 // the bytes received so far (8 bytes)
@@ -80,7 +80,7 @@ type resumeGen struct {
 
 // connDeadline is a deadline and the connection's time offline when it
 // was set: time spent reconnecting after that does not count towards it
-// (spec.md §12.6).
+// (spec.md §13.6).
 type connDeadline struct {
 	t   time.Time
 	off time.Duration
@@ -147,7 +147,7 @@ type resumableConn struct {
 	pingDue    bool
 	pingOut    bool // a ping awaits its pong
 
-	// liveness (spec.md §12.4)
+	// liveness (spec.md §13.4)
 	liveArmed  bool
 	liveTimer  *time.Timer
 	rxAll      uint64 // records of any kind received
@@ -609,7 +609,7 @@ func (c *resumableConn) releaseLocked() {
 // returns; it blocks only while the buffer is full (ReplayBuffer bytes not
 // yet acknowledged), also while the connection is being re-established.
 // It returns [ErrTimeout] at the write deadline (time spent reconnecting
-// does not count towards it: spec.md §12.6), with the bytes it copied
+// does not count towards it: spec.md §13.6), with the bytes it copied
 // until then, and the connection's error once it is done.
 func (c *resumableConn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
@@ -792,7 +792,7 @@ func (c *resumableConn) armLiveLocked() {
 // declares the connection dead after AckTimeout in which nothing arrived,
 // probes the peer after half of it, and stops once the connection has
 // been idle both ways for AckTimeout with nothing awaiting an answer
-// (spec.md §12.4).
+// (spec.md §13.4).
 func (c *resumableConn) liveCheck() {
 	var a after
 	c.mu.Lock()
@@ -1019,7 +1019,7 @@ func (c *resumableConn) abortResume() {
 
 // CloseWrite sends a close record after what was written: the peer reads
 // io.EOF after the data, and neither end resumes the connection any more
-// (spec.md §12.3). Later Writes fail. Reads continue.
+// (spec.md §13.3). Later Writes fail. Reads continue.
 func (c *resumableConn) CloseWrite() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

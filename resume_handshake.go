@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// This file holds the handshake of the resumption layer (spec.md §12.2):
+// This file holds the handshake of the resumption layer (spec.md §13.2):
 // the messages both ends exchange on every new connection before any
 // record, the proofs that bind a resumption to the session's secret and
 // to the TLS connection it runs on, and the client and server halves of

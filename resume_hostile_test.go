@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Hostile and mismatched peers of the resumption layer (spec.md §12.5):
+// Hostile and mismatched peers of the resumption layer (spec.md §13.5):
 // forged, replayed and inconsistent resumptions are refused without
 // touching the session they name, a flood of handshakes stays bounded,
 // TLS binds a session to its client's key, and a plain yamux peer on

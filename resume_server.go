@@ -12,7 +12,7 @@ import (
 )
 
 // This file holds ResumeListener, the server side of the resumption layer
-// (spec.md §12): it runs the handshake on every accepted connection,
+// (spec.md §13): it runs the handshake on every accepted connection,
 // hands new sessions' connections to Accept, attaches resumed ones to the
 // connection they continue, and keeps the table of sessions, bounded, with
 // those waiting for their client (detached) timed out after ResumeTimeout.
@@ -36,7 +36,7 @@ var errListenerClosed = fmt.Errorf("yamux: ResumeListener closed: %w", net.ErrCl
 // Goroutines: one accepting from the wrapped listener, and one per
 // handshake in progress (at most MaxHandshakes; a connection beyond that
 // is closed at once). Each connection it returns has its own (see
-// spec.md §12.1). It is safe for concurrent use.
+// spec.md §13.1). It is safe for concurrent use.
 type ResumeListener struct {
 	ln       net.Listener
 	rc       ResumeConfig

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Tests of the resumption layer (spec.md §12) under a network that fails:
+// Tests of the resumption layer (spec.md §13) under a network that fails:
 // a proxy cuts the connection at random byte offsets while streams move
 // data both ways, and every byte must arrive once and in order, with no
 // stream seeing an error.
