@@ -92,7 +92,9 @@ func (b *replayBuffer) release(upTo uint64) {
 	if n > 0 {
 		b.chunks = append(b.chunks[:0], b.chunks[n:]...)
 		if len(b.chunks) == 0 {
-			b.chunks = nil
+			if cap(b.chunks) > 16 {
+				b.chunks = nil // a burst is over: do not keep its room
+			}
 			b.base = b.end
 		}
 	}

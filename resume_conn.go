@@ -662,7 +662,7 @@ func (c *resumableConn) pump() {
 	defer close(c.pumpDone)
 	var head [14]byte // an acknowledgement, then a data record's header
 	var tail [3]byte  // pong, ping, close
-	var vec net.Buffers
+	var vec, wv net.Buffers // wv escapes once, here, not per write
 	for {
 		c.mu.Lock()
 		if c.phase == phaseDone {
@@ -724,7 +724,8 @@ func (c *resumableConn) pump() {
 		if len(t) > 0 {
 			vec = append(vec, t)
 		}
-		err := writeRecords(g, &vec)
+		wv = vec // WriteTo consumes what it is given; vec keeps its room
+		err := writeRecords(g, &wv)
 		clear(vec[:cap(vec)])
 
 		var a after
