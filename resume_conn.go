@@ -660,8 +660,8 @@ var sendScratch = sync.Pool{New: func() any { b := make([]byte, 0, resumeMaxSend
 // connection is done.
 func (c *resumableConn) pump() {
 	defer close(c.pumpDone)
-	var head [14]byte // an acknowledgement, then a data record's header
-	var tail [3]byte  // pong, ping, close
+	var head [14]byte       // an acknowledgement, then a data record's header
+	var tail [3]byte        // pong, ping, close
 	var vec, wv net.Buffers // wv escapes once, here, not per write
 	for {
 		c.mu.Lock()
