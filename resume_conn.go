@@ -211,9 +211,10 @@ func newResumableConn(client bool, raw net.Conn, hs handshakeResult, rc *ResumeC
 		stateCh:     make(chan struct{}),
 	}
 	// Acknowledge often enough that the peer's replay buffer never fills
-	// for want of one.
-	if q := uint64(hs.peerReplay) / 4; q > 0 && q < c.ackEvery {
-		c.ackEvery = q
+	// for want of one (a peer of ours has at least 64 KiB; a smaller
+	// claim does not make us acknowledge every few bytes).
+	if q := uint64(hs.peerReplay) / 4; q < c.ackEvery {
+		c.ackEvery = max(q, minReplayBuffer/4)
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.mu.Lock()
@@ -630,7 +631,7 @@ func (c *resumableConn) Write(p []byte) (int, error) {
 		case !eff.IsZero() && !now.Before(eff):
 			err = ErrTimeout
 		}
-		if err != nil {
+		if err != nil || len(p) == 0 {
 			c.mu.Unlock()
 			return n, err
 		}

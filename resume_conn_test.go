@@ -3,6 +3,8 @@ package yamux
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -138,5 +140,58 @@ func TestResumableConnConformance(t *testing.T) {
 			c1, c2, stop := resumableConnPair(t, pl, pipeDial(pl))
 			return c1, c2, stop, nil
 		})
+	})
+}
+
+// FuzzResumeRecords: arbitrary bytes from the peer after the handshake,
+// as records under a session, then the peer goes away. The session must
+// end with an error, never panic or hang, and leave no goroutine.
+func FuzzResumeRecords(f *testing.F) {
+	data := func(p []byte) []byte { return append(binary.BigEndian.AppendUint32([]byte{recData}, uint32(len(p))), p...) }
+	ack := func(n uint64) []byte { return binary.BigEndian.AppendUint64([]byte{recAck}, n) }
+	ping := encodeHeader(typePing, flagSYN, 0, 7)
+	for _, seed := range [][]byte{
+		nil,
+		data(ping[:]),
+		append(data(ping[:6]), data(ping[6:])...),
+		append(append(data(ping[:]), ack(0)...), recPing, recPong),
+		append(data(ping[:]), recClose),
+		ack(1 << 40),
+		{recData, 0, 0, 0, 0},
+		{recData, 0xff, 0xff, 0xff, 0xff},
+		{0},
+		{9, 9, 9},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		// A hang anywhere below crashes with every goroutine's stack, so
+		// that the fuzzer reports the input.
+		wd := time.AfterFunc(20*time.Second, func() { panic("FuzzResumeRecords: hang") })
+		defer wd.Stop()
+		c1, c2 := net.Pipe()
+		gone := func(context.Context) (net.Conn, error) { return nil, ErrNotResumable }
+		c := newResumableConn(true, c1, handshakeResult{}, &ResumeConfig{}, nil, gone)
+		sess, err := Client(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		drained := make(chan struct{})
+		go func() {
+			io.Copy(io.Discard, c2)
+			close(drained)
+		}()
+		c2.Write(in)
+		c2.Close()
+		select {
+		case <-sess.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("session still up after the peer went away")
+		}
+		if sess.Err() == nil {
+			t.Fatal("session ended without an error")
+		}
+		sess.Close()
+		<-drained
 	})
 }

@@ -332,3 +332,45 @@ func (h *hookReader) Read(p []byte) (int, error) {
 	}
 	return k, err
 }
+
+// TestResumeMaxDetached: with MaxDetached 1, a second session losing its
+// connection pushes out the first one waiting (ErrResumeLimit); closing
+// the listener ends the one still waiting. Both are forgotten and counted.
+func TestResumeMaxDetached(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rc := &ResumeConfig{MaxDetached: 1}
+		n := newBubbleNet(t, rc)
+		defer n.close()
+		c1, s1 := n.sessions(t, nil, rc)
+		defer c1.Close()
+		defer s1.Close()
+		r1 := n.last()
+		c2, s2 := n.sessions(t, nil, rc)
+		defer c2.Close()
+		defer s2.Close()
+		r2 := n.last()
+		n.down.Store(true)
+		r1.cut()
+		synctest.Wait()
+		if st := n.rl.Stats(); st.Detached != 1 || st.Sessions != 2 {
+			t.Fatalf("server stats %+v: want 1 detached of 2", st)
+		}
+		r2.cut()
+		<-s1.Done()
+		if err := s1.Err(); !errors.Is(err, ErrResumeLimit) {
+			t.Fatalf("first server session: %v; want ErrResumeLimit", err)
+		}
+		synctest.Wait()
+		if st := n.rl.Stats(); st.Detached != 1 || st.Sessions != 1 || st.Evicted != 1 {
+			t.Fatalf("server stats %+v: want 1 detached, 1 session, 1 evicted", st)
+		}
+		n.rl.Close()
+		<-s2.Done()
+		if err := s2.Err(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("second server session after the listener closed: %v; want net.ErrClosed", err)
+		}
+		if st := n.rl.Stats(); st.Detached != 0 || st.Sessions != 0 {
+			t.Fatalf("server stats %+v: want nothing left", st)
+		}
+	})
+}
