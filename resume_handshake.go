@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"time"
 )
 
@@ -190,9 +191,12 @@ func exchangeHellos(conn net.Conn, ours, theirs []byte) error {
 	return nil
 }
 
+// errNoHello marks a connection that ended before the peer's hello began.
+var errNoHello = errors.New("yamux: resumption handshake: no hello from the peer")
+
 func readHello(conn net.Conn, b []byte) error {
 	if _, err := io.ReadFull(conn, b[:1]); err != nil {
-		return fmt.Errorf("yamux: resumption handshake: no hello from the peer: %w", err)
+		return fmt.Errorf("%w: %w", errNoHello, err)
 	}
 	switch {
 	case b[0] == 0:
@@ -247,6 +251,13 @@ func clientNew(ctx context.Context, conn net.Conn, rc *ResumeConfig) (handshakeR
 func clientNewLocked(conn net.Conn, rc *ResumeConfig, res *handshakeResult) error {
 	sh := make([]byte, serverHelloLen)
 	if err := exchangeHellos(conn, clientHello(helloNew, rc.replayBuffer()), sh); err != nil {
+		if errors.Is(err, errNoHello) && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// A plain yamux server that waits for our first frame (as
+			// hashicorp/yamux does) closes the connection on our hello.
+			// (So does a resumption server with MaxHandshakes in
+			// progress; on a reconnection this stays a transient error.)
+			return fmt.Errorf("%w: the server closed the connection before its hello, as a plain yamux server does on ours: %w", ErrNotResumable, err)
+		}
 		return err
 	}
 	replay, _, err := parseServerHello(sh)
