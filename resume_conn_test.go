@@ -147,7 +147,9 @@ func TestResumableConnConformance(t *testing.T) {
 // as records under a session, then the peer goes away. The session must
 // end with an error, never panic or hang, and leave no goroutine.
 func FuzzResumeRecords(f *testing.F) {
-	data := func(p []byte) []byte { return append(binary.BigEndian.AppendUint32([]byte{recData}, uint32(len(p))), p...) }
+	data := func(p []byte) []byte {
+		return append(binary.BigEndian.AppendUint32([]byte{recData}, uint32(len(p))), p...)
+	}
 	ack := func(n uint64) []byte { return binary.BigEndian.AppendUint64([]byte{recAck}, n) }
 	ping := encodeHeader(typePing, flagSYN, 0, 7)
 	for _, seed := range [][]byte{

@@ -19,5 +19,7 @@
 // does differently is recorded in jspeer_test.go and spec.md §12.
 //
 // Tests that once showed an interop bug of the library and now guard its
-// fix are in regress_test.go and run with the others.
+// fix are in regress_test.go and run with the others. resume_test.go
+// checks that the resumption layer (spec.md §13) and hashicorp/yamux,
+// which does not speak it, fail at once against each other.
 package interop
