@@ -92,9 +92,8 @@ func (b *replayBuffer) release(upTo uint64) {
 	if n > 0 {
 		b.chunks = append(b.chunks[:0], b.chunks[n:]...)
 		if len(b.chunks) == 0 {
-			if cap(b.chunks) > 16 {
-				b.chunks = nil // a burst is over: do not keep its room
-			}
+			// The list itself stays: at most ReplayBuffer/replayChunkSize
+			// pointers (1 KiB at the default), not regrown per burst.
 			b.base = b.end
 		}
 	}

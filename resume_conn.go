@@ -106,8 +106,10 @@ type resumableConn struct {
 	ctx      context.Context // canceled when the connection is done: ends reconnection attempts
 	cancel   context.CancelFunc
 
-	readMu  sync.Mutex // serialises Reads
-	writeMu sync.Mutex // serialises Writes
+	readMu     sync.Mutex  // serialises Reads
+	readTimer  *time.Timer // guarded by readMu
+	writeMu    sync.Mutex  // serialises Writes
+	writeTimer *time.Timer // guarded by writeMu
 
 	pumpWake    chan struct{} // 1-buffered
 	readWake    chan struct{} // 1-buffered
@@ -391,8 +393,9 @@ func (c *resumableConn) effLocked(d connDeadline, now time.Time) time.Time {
 
 // waitWake blocks until ch fires or the effective deadline eff passes. While
 // reconnecting the deadline cannot pass (the clock it runs on stops), so
-// only ch ends the wait.
-func waitWake(ch chan struct{}, eff time.Time, paused bool) {
+// only ch ends the wait. *tp is the caller's timer, reused across waits
+// (Reads and Writes are each serialised, so each side has one).
+func waitWake(ch chan struct{}, eff time.Time, paused bool, tp **time.Timer) {
 	if eff.IsZero() || paused {
 		<-ch
 		return
@@ -401,12 +404,16 @@ func waitWake(ch chan struct{}, eff time.Time, paused bool) {
 	if d <= 0 {
 		return
 	}
-	t := time.NewTimer(d)
+	if *tp == nil {
+		*tp = time.NewTimer(d)
+	} else {
+		(*tp).Reset(d)
+	}
 	select {
 	case <-ch:
-	case <-t.C:
+	case <-(*tp).C:
 	}
-	t.Stop()
+	(*tp).Stop()
 }
 
 // Read reads the session's incoming byte stream. While the connection is
@@ -440,7 +447,7 @@ func (c *resumableConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		if g == nil {
-			waitWake(c.readWake, eff, paused)
+			waitWake(c.readWake, eff, paused, &c.readTimer)
 			continue
 		}
 		n, err := c.readGen(g, p)
@@ -647,7 +654,7 @@ func (c *resumableConn) Write(p []byte) (int, error) {
 		}
 		paused := c.phase == phaseReconnecting
 		c.mu.Unlock()
-		waitWake(c.writeWake, eff, paused)
+		waitWake(c.writeWake, eff, paused, &c.writeTimer)
 	}
 }
 
