@@ -25,6 +25,7 @@ type outFrame struct {
 	// only by it) once it has copied the rest and answered the waiter.
 	abandon  atomic.Bool
 	released bool
+	copied   atomic.Bool // set by the send loop once the batch holds a copy of body
 }
 
 // framePool recycles a session's frames. It is per session, not global:
@@ -39,6 +40,7 @@ func (fp *framePool) get(hdr header, body []byte, wait bool) *outFrame {
 	}
 	f.hdr, f.body, f.wait = hdr, body, wait
 	f.abandon.Store(false)
+	f.copied.Store(false)
 	f.released = false
 	return f
 }

@@ -3,6 +3,7 @@ package yamux
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -106,7 +107,10 @@ func (s *Session) writeBatch(b *sendBatch) error {
 	start := 0
 	for _, f := range b.data {
 		b.buf = append(b.buf, f.hdr[:]...)
-		if len(f.body) <= coalesceLimit {
+		if len(f.body) <= coalesceLimit || s.stickyWrites {
+			// Copied. Over TLS every body is: TLS copies and encrypts
+			// anyway, and a copied frame's writer can give up at its
+			// deadline while the write blocks (waitBy).
 			b.buf = append(b.buf, f.body...)
 			continue
 		}
@@ -119,6 +123,15 @@ func (s *Session) writeBatch(b *sendBatch) error {
 		b.owners = append(b.owners, nil)
 	}
 	b.wv = b.vec
+	if s.stickyWrites {
+		for _, f := range b.data {
+			f.copied.Store(true)
+			if f.abandon.Load() && !f.released {
+				f.released = true
+				s.finishFrame(f, nil)
+			}
+		}
+	}
 	err := s.writeConn(b)
 	if err == nil {
 		s.stats.framesSent.Add(uint64(b.count()))
@@ -157,6 +170,9 @@ func (s *Session) completeBatch(b *sendBatch, err error) {
 func (s *Session) writeConn(b *sendBatch) error {
 	vec := &b.wv
 	dl, hasDeadline := s.conn.(interface{ SetWriteDeadline(time.Time) error })
+	if s.stickyWrites {
+		return s.writeConnSticky(vec, dl, hasDeadline)
+	}
 	quarter := s.cfg.ConnectionWriteTimeout / 4
 	blocked := false // a deadline passed during this write
 	for {
@@ -166,6 +182,7 @@ func (s *Session) writeConn(b *sendBatch) error {
 				s.writeDeadline = now.Add(quarter)
 				s.quarterBytes = 0
 				dl.SetWriteDeadline(s.writeDeadline)
+				s.reinterrupt(dl)
 			}
 		}
 		n, err := writeAll(s.conn, vec, s.vectored)
@@ -187,6 +204,7 @@ func (s *Session) writeConn(b *sendBatch) error {
 			// write (waitBy): let it go, and carry on where we were.
 			s.releaseAbandoned(b)
 			dl.SetWriteDeadline(s.writeDeadline)
+			s.reinterrupt(dl)
 			continue
 		}
 		blocked = true
@@ -202,6 +220,55 @@ func (s *Session) writeConn(b *sendBatch) error {
 		s.writeDeadline = time.Time{} // arm the next quarter
 	}
 }
+
+// reinterrupt restores an interrupt that a writer asked for while the send
+// loop was setting its own deadline, which overwrote the writer's.
+func (s *Session) reinterrupt(dl interface{ SetWriteDeadline(time.Time) error }) {
+	if s.interrupt.Load() {
+		dl.SetWriteDeadline(aLongTimeAgo)
+	}
+}
+
+// writeConnSticky is writeConn for a connection whose writes fail for good
+// once a deadline passes during one (crypto/tls makes every later Write
+// return the same error): there a deadline can only declare the
+// connection dead. The batch is written in pieces of stickyChunk, and each
+// piece must be written within ConnectionWriteTimeout (the deadline is
+// moved when less than 7/8 of it is left): a connection that carries less
+// than stickyChunk per timeout (6.4 KB/s at the default) is dead. Writes
+// are never interrupted for a writer's deadline: over TLS the batch holds
+// a copy of every frame, and waitBy lets the writer go from that.
+func (s *Session) writeConnSticky(vec *net.Buffers, dl interface{ SetWriteDeadline(time.Time) error }, hasDeadline bool) error {
+	timeout := s.cfg.ConnectionWriteTimeout
+	for _, seg := range *vec {
+		for len(seg) > 0 {
+			if hasDeadline {
+				now := time.Now()
+				if s.writeDeadline.Sub(now) < timeout-timeout/8 {
+					s.writeDeadline = now.Add(timeout)
+					dl.SetWriteDeadline(s.writeDeadline)
+				}
+			}
+			m := min(len(seg), stickyChunk)
+			n, err := s.conn.Write(seg[:m])
+			seg = seg[n:]
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					return ErrConnectionWriteTimeout
+				}
+				return err
+			}
+			if n < m {
+				return io.ErrShortWrite
+			}
+		}
+	}
+	*vec = (*vec)[:0]
+	return nil
+}
+
+// stickyChunk is the piece writeConnSticky hands the connection at once.
+const stickyChunk = 64 << 10
 
 // releaseAbandoned lets go of the frames in b whose writers gave up at
 // their deadline while the frames were being written: what is left of
@@ -230,7 +297,7 @@ func (s *Session) releaseAbandoned(b *sendBatch) {
 // the send loop can release a frame whose writer gave up (waitBy).
 func (s *Session) interruptWrite() bool {
 	dl, ok := s.conn.(interface{ SetWriteDeadline(time.Time) error })
-	if !ok {
+	if !ok || s.stickyWrites {
 		return false
 	}
 	s.interrupt.Store(true)
@@ -332,13 +399,13 @@ func (s *Session) finishFrame(f *outFrame, err error) {
 // rest (f and the frames queued after it by the same Write) if the send
 // loop has not taken them yet, and reports that it did. Otherwise it waits
 // for f to be written. A timer is made only while a frame is waited for.
-func (s *Session) waitBy(st *Stream, f *outFrame, deadline time.Time, rest []*outFrame) (err error, recalled bool) {
+func (s *Session) waitBy(st *Stream, f *outFrame, deadline time.Time, rest []*outFrame) (err error, recalled, late bool) {
 	if deadline.IsZero() {
-		return s.wait(f), false
+		return s.wait(f), false, false
 	}
 	select {
 	case err := <-f.done:
-		return s.frameResult(f, err), false
+		return s.frameResult(f, err), false, false
 	default:
 	}
 	d := time.Until(deadline)
@@ -347,33 +414,47 @@ func (s *Session) waitBy(st *Stream, f *outFrame, deadline time.Time, rest []*ou
 		defer t.Stop()
 		select {
 		case err := <-f.done:
-			return s.frameResult(f, err), false
+			return s.frameResult(f, err), false, false
 		case <-s.sendDone:
-			return s.wait(f), false
+			return s.wait(f), false, false
 		case <-t.C:
 		}
 	}
 	if s.sq.recall(st, rest) {
-		return ErrTimeout, true
+		return ErrTimeout, true, true
+	}
+	if s.sq.detach(st, rest) {
+		return errDetached, false, true
 	}
 	// The send loop is writing f: interrupt it so that it copies what is
-	// left of f and lets us go (releaseAbandoned).
-	// Neither side recycles an abandoned frame: the send loop may still
-	// hold it in its batch while we read its result.
+	// left of f and lets us go (releaseAbandoned). Over TLS the batch
+	// holds a copy of f already (or will have one at once): then we go
+	// without waiting. Neither side recycles an abandoned frame: the send
+	// loop may still hold it in its batch while we read its result.
 	f.abandon.Store(true)
-	s.interruptWrite()
+	if s.stickyWrites {
+		if f.copied.Load() {
+			return nil, false, true // its bytes are in the batch: they go out with it
+		}
+	} else {
+		s.interruptWrite()
+	}
 	select {
 	case err := <-f.done:
-		return s.sendResult(err), false
+		return s.sendResult(err), false, true
 	case <-s.sendDone:
 		select {
 		case err := <-f.done:
-			return s.sendResult(err), false
+			return s.sendResult(err), false, true
 		default:
 		}
-		return s.Err(), false
+		return s.Err(), false, true
 	}
 }
+
+// errDetached is waitBy's word that the frames it was given were detached
+// (sendQueue.detach): they go out, but nobody waits for them.
+var errDetached = errors.New("yamux: frames detached")
 
 // wait blocks until the send loop has written f, or has exited.
 func (s *Session) wait(f *outFrame) error {

@@ -206,6 +206,24 @@ func (q *sendQueue) recall(st *Stream, fs []*outFrame) bool {
 	return st.outq.remove(fs)
 }
 
+// detach lets the writer of st's queued frames fs go without taking them
+// back: their bodies are copied, and the send loop recycles them once
+// written (nobody waits). It is for frames that must still go out because
+// a FIN or RST is queued behind them. It reports false, doing nothing, if
+// the send loop has taken the first of them.
+func (q *sendQueue) detach(st *Stream, fs []*outFrame) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !st.outq.holds(fs[0]) {
+		return false
+	}
+	for _, f := range fs {
+		f.body = append([]byte(nil), f.body...)
+		f.wait = false
+	}
+	return true
+}
+
 // drain removes every queued data frame, for a connection that failed.
 func (q *sendQueue) drain() []*outFrame {
 	q.mu.Lock()
@@ -250,8 +268,21 @@ func (q *frameFIFO) pop() *outFrame {
 	return nil
 }
 
+// holds reports whether f is still queued.
+func (q *frameFIFO) holds(f *outFrame) bool {
+	for _, g := range q.frames[q.head:] {
+		if g == f {
+			return true
+		}
+	}
+	return false
+}
+
 // remove takes fs, which follow each other in the queue, out of it if the
-// first of them is still there, and reports whether it was.
+// first of them is still there and nothing but fs follows it, and reports
+// whether it did. A FIN or RST queued behind them (a Close or CloseWrite
+// while their Write waited) pins them: a FIN without the bytes before it
+// would make a cut-off transfer read as complete.
 func (q *frameFIFO) remove(fs []*outFrame) bool {
 	i := q.head
 	for i < len(q.frames) && q.frames[i] != fs[0] {
@@ -259,6 +290,9 @@ func (q *frameFIFO) remove(fs []*outFrame) bool {
 	}
 	if i == len(q.frames) {
 		return false // in the batch being written, or written
+	}
+	if n := len(q.frames) - i; n != len(fs) || q.frames[len(q.frames)-1] != fs[len(fs)-1] {
+		return false // something was queued behind them
 	}
 	for _, f := range fs {
 		for ; i < len(q.frames); i++ {

@@ -43,6 +43,7 @@ package yamux
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,10 @@ import (
 //   - Stream.mu guards one stream's state: Stream.mu → sendQueue.mu, when a
 //     transition queues a frame (the queue's order is then the order of the
 //     stream's transitions).
+//   - Session.mu → sendQueue.mu, when a ping is queued (startPingLocked,
+//     the keepalive timer).
+//   - Stream.writeMu → Session.mu (a Write reading the session's error),
+//     and connOnce → Session.mu (closeConn stopping the close timer).
 //   - sendQueue.mu is a leaf: nothing is taken while it is held.
 //   - Session.mu and Stream.mu are never held together, in either order:
 //     decide under one, release it, then take the other.
@@ -89,6 +94,9 @@ type Session struct {
 	client   bool
 	logger   *slog.Logger
 	vectored bool // conn supports writev through net.Buffers
+	// stickyWrites: a write that hits a deadline breaks conn for good
+	// (TLS), so the send loop never lets one fire mid-write (writeConn).
+	stickyWrites bool
 
 	rd      *connReader // receive loop only
 	scratch []chunk     // receive loop only: payload of the frame being read
@@ -192,6 +200,9 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 	switch conn.(type) {
 	case *net.TCPConn, *net.UnixConn:
 		s.vectored = true
+	}
+	if _, ok := conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		s.stickyWrites = true // *tls.Conn, and wrappers that say they are TLS
 	}
 	if client {
 		s.nextID = 1
@@ -464,6 +475,12 @@ func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
 // final flush is done, closeTimer when the flush takes too long.
 func (s *Session) closeConn() {
 	s.connOnce.Do(func() {
+		if nc, ok := s.conn.(interface{ NetConn() net.Conn }); ok {
+			// TLS: its Close would first send close_notify, waiting up
+			// to 5 s behind a blocked write; our goodbye is the GoAway,
+			// so close the connection under it at once.
+			nc.NetConn().Close()
+		}
 		s.conn.Close()
 		s.mu.Lock()
 		if s.closeTimer != nil {

@@ -256,8 +256,18 @@ func (w *pendingWrites) finish(st *Stream, err error) (int, error) {
 	deadline := st.writeDeadline
 	st.mu.Unlock()
 	var frameErr error
+	late := false // the deadline passed with frames of ours still unwritten
 	for i := 0; i < w.queued; i++ {
-		werr, recalled := s.waitBy(st, w.frames[i], deadline, w.frames[i:w.queued])
+		werr, recalled, passed := s.waitBy(st, w.frames[i], deadline, w.frames[i:w.queued])
+		late = late || passed
+		if werr == errDetached {
+			// They go out ahead of a FIN queued behind them, from copies.
+			for j := i; j < w.queued; j++ {
+				w.written += w.sizes[j]
+				w.frames[j] = nil
+			}
+			break
+		}
 		if recalled {
 			st.giveBack(w.frames[i:w.queued])
 			for j := i; j < w.queued; j++ {
@@ -278,6 +288,12 @@ func (w *pendingWrites) finish(st *Stream, err error) (int, error) {
 	w.queued = 0
 	if frameErr != nil {
 		return w.written, frameErr
+	}
+	if err == nil && late {
+		// Some frames were let go of at the deadline: their bytes are
+		// counted (they go out with the batch that holds them), but the
+		// deadline passed before they were written.
+		err = ErrTimeout
 	}
 	return w.written, err
 }
@@ -418,8 +434,13 @@ func (st *Stream) SetReadDeadline(t time.Time) error {
 // interrupts its write and copies the rest, so the frame still reaches
 // the peer whole and the caller may reuse its buffer). The Write then
 // returns [ErrTimeout] with n counting exactly the bytes that will reach
-// the peer, and the stream stays usable. (On a connection without
-// SetWriteDeadline, a frame being written is waited for.)
+// the peer if the session survives, and the stream stays usable. Over TLS
+// (where a write that hits a deadline breaks the connection for good) the
+// send loop copies every frame into its batch, so the writer goes at its
+// deadline without the write being interrupted. On a connection without
+// SetWriteDeadline, a frame being written is waited for. Frames that a
+// Close or CloseWrite queued a FIN behind are not taken back (the FIN must
+// not go out without them): they go out from copies.
 func (st *Stream) SetWriteDeadline(t time.Time) error {
 	st.mu.Lock()
 	st.writeDeadline = t
