@@ -366,20 +366,8 @@ func TestCloseWriteDoesNotWaitForBlockedWrite(t *testing.T) {
 // that will reach the peer, and the stream stays usable.
 func TestWriteDeadlineOnStuckConnection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c1, c2 := net.Pipe() // nothing reads c2 for now
-		defer c2.Close()
-		cfg := DefaultConfig()
-		cfg.EnableKeepAlive = false
-		s, err := Client(c1, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		st, err := s.OpenStream(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait() // the send loop is stuck writing the opening ping
+		_, st, c2 := pipeClientStream(t) // nothing reads c2 for now
+		synctest.Wait()                  // the send loop is stuck writing the opening ping
 		start := time.Now()
 		st.SetWriteDeadline(start.Add(time.Second))
 		n, err := st.Write(make([]byte, 100<<10))
@@ -409,19 +397,7 @@ func TestWriteDeadlineOnStuckConnection(t *testing.T) {
 // original bytes.
 func TestWriteDeadlineWhileFrameBeingWritten(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c1, c2 := net.Pipe()
-		defer c2.Close()
-		cfg := DefaultConfig()
-		cfg.EnableKeepAlive = false
-		s, err := Client(c1, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		st, err := s.OpenStream(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, st, c2 := pipeClientStream(t) // nothing reads c2 for now
 		// The peer reads the opening ping, the SYN and a first 1-byte
 		// frame, then stops reading.
 		headRead := make(chan error, 1)
@@ -537,4 +513,25 @@ func TestCloseDoesNotWaitOnAStuckPeer(t *testing.T) {
 			t.Fatal("receive loop still running after Close")
 		}
 	})
+}
+
+// pipeClientStream starts a client session without keepalive over a pipe
+// whose far end c2 nobody reads yet, and opens one stream. The session
+// and c2 are closed when the test ends.
+func pipeClientStream(t *testing.T) (*Session, *Stream, net.Conn) {
+	t.Helper()
+	c1, c2 := net.Pipe()
+	t.Cleanup(func() { c2.Close() })
+	cfg := DefaultConfig()
+	cfg.EnableKeepAlive = false
+	s, err := Client(c1, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	st, err := s.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, st, c2
 }
