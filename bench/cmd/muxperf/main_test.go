@@ -174,7 +174,9 @@ func TestScaleTests(t *testing.T) {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
 	}
 	impls := []string{"ours", "hashicorp", "libp2p", "smux", "tcp"}
-	headline := map[string]string{testSessions: "pairs_per_s", testBusyIdle: "after_over_idle", testLowRate: "calls_per_s"}
+	// busyidle's ratio is heap noise at a few pairs (it can be 0 for raw
+	// TCP, whose Go-side cost is tiny): check that it ran for every pair.
+	headline := map[string]string{testSessions: "pairs_per_s", testBusyIdle: "pairs", testLowRate: "calls_per_s"}
 	for _, impl := range impls {
 		for test, metric := range headline {
 			rec := rep.find(impl, test)
