@@ -184,15 +184,6 @@ func (s *Session) discard(n uint32) error {
 	return err
 }
 
-// openedLocked reports whether stream id was ever opened, by either end.
-// Call with s.mu held.
-func (s *Session) openedLocked(id uint32) bool {
-	if (id%2 == 1) == s.client {
-		return uint64(id) < s.nextID
-	}
-	return id <= s.lastRemoteID
-}
-
 // incomingStream registers a stream the peer opened with SYN. It returns
 // (nil, nil) when the stream is refused with RST (backlog full, GoAway sent,
 // session closing); the payload is then discarded by the caller.

@@ -23,7 +23,8 @@
 // inline read buffer, its stream table, the TCP connection's own state),
 // one timer with keepalive on, and about 300 bytes per idle stream; no read
 // or write buffer. A session that moves
-// data takes a 16 KiB read buffer and a 64 KiB write batch buffer from
+// data takes a 16 KiB read buffer and a write batch buffer (64 KiB, more
+// for a batch of many small frames) from
 // process-wide pools and gives them back when it goes idle; received data
 // waits in pooled blocks that go back as the application reads.
 //

@@ -124,10 +124,9 @@ func (st *Stream) Read(p []byte) (int, error) {
 	}
 	n := st.recv.read(p)
 	if st.state.recv == halfOpen {
-		var b budget = growthBudget{st.sess} // MaxReceiveBuffer and the MemoryManager
-		if st.state.forgotten {
-			b = noBudget{} // its window went back to the session already
-		}
+		// An open receive half means the stream is still in the table, so
+		// growth can be reserved (a forgotten stream's window went back).
+		b := growthBudget{st.sess} // MaxReceiveBuffer and the MemoryManager
 		rtt := time.Duration(st.sess.rtt.Load())
 		if c := st.in.consume(uint32(n), st.recv.size, time.Now(), rtt, st.sess.cfg.MaxStreamWindowSize, b); c > 0 {
 			st.queueCreditLocked(c)

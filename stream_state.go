@@ -58,11 +58,10 @@ const (
 	evRST                       // the peer's RST arrived
 	evOpenTimeout               // no ACK within StreamOpenTimeout
 	evCloseTimeout              // no FIN from the peer within StreamCloseTimeout of ours
-	evRefuse                    // the acceptor cannot take the stream (backlog)
 	evSessionEnd                // the session ended
 )
 
-var eventNames = [...]string{"CloseWrite", "Close", "CloseRead", "Reset", "Ack", "Data", "FIN", "RST", "OpenTimeout", "CloseTimeout", "Refuse", "SessionEnd"}
+var eventNames = [...]string{"CloseWrite", "Close", "CloseRead", "Reset", "Ack", "Data", "FIN", "RST", "OpenTimeout", "CloseTimeout", "SessionEnd"}
 
 func (e event) String() string { return eventNames[e] }
 
@@ -78,7 +77,6 @@ const (
 	effFIN                              // queue our FIN behind our data
 	effRST                              // send RST ahead of queued data (nothing of ours is worth keeping)
 	effRSTInOrder                       // send RST behind our queued data and FIN (they stay complete, spec.md §3.4)
-	effRefuse                           // send RST as a refusal, bounded like those for streams we never track
 	effCloseTimer                       // start the StreamCloseTimeout timer
 	effStopOpenTimer                    // the open timer is no longer needed
 	effForget                           // remove the stream from the session's table
@@ -175,11 +173,6 @@ func next(s streamState, ev event) (streamState, effect) {
 			s.send, s.recv = halfReset, halfReset
 			e |= effRSTInOrder | effDiscard | effWake | effFail
 		}
-	case evRefuse:
-		if s.send != halfReset {
-			s.send, s.recv = halfReset, halfReset
-			e |= effRefuse | effDiscard | effWake | effFail
-		}
 	case evSessionEnd:
 		// What already arrived stays readable, then Read reports the
 		// session's end (or io.EOF, if the peer's FIN had arrived).
@@ -244,9 +237,6 @@ func (st *Stream) applyLocked(e effect, err error) {
 		st.ctrl.rst = true
 		st.ctrl.credit = 0
 		st.listCtrlLocked()
-	}
-	if e&effRefuse != 0 && !st.sess.sq.pushRefusal(st.id) {
-		st.sess.stats.refusalsUnsent.Add(1)
 	}
 	if e&effRSTInOrder != 0 {
 		st.sess.sq.pushData(st, st.sess.frames.get(encodeHeader(typeWindowUpdate, flagRST, st.id, st.rstCode), nil, false))

@@ -6,7 +6,7 @@ import (
 )
 
 // effectNames spells effects for test messages.
-var effectNames = []string{"Wake", "Discard", "Drop", "Credit", "Buffer", "FIN", "RST", "RSTInOrder", "Refuse", "CloseTimer", "StopOpenTimer", "Forget", "Fail"}
+var effectNames = []string{"Wake", "Discard", "Drop", "Credit", "Buffer", "FIN", "RST", "RSTInOrder", "CloseTimer", "StopOpenTimer", "Forget", "Fail"}
 
 func (e effect) String() string {
 	var parts []string
@@ -89,9 +89,6 @@ func TestNextTable(t *testing.T) {
 			streamState{acked: true, send: halfReset, recv: halfReset, forgotten: true},
 			effRSTInOrder | effDiscard | effWake | effFail | effForget | effStopOpenTimer},
 		{"close timeout after the peer's FIN does nothing", finIn, evCloseTimeout, finIn, 0},
-		{"refusal sends a bounded RST", streamState{}, evRefuse,
-			streamState{send: halfReset, recv: halfReset, forgotten: true},
-			effRefuse | effDiscard | effWake | effFail | effForget | effStopOpenTimer},
 		{"session end keeps received data readable", open, evSessionEnd,
 			streamState{acked: true, send: halfReset, recv: halfReset, forgotten: true}, effWake | effFail | effStopOpenTimer},
 		{"session end keeps a finished receive half", finIn, evSessionEnd,
@@ -116,7 +113,7 @@ func TestNextInvariants(t *testing.T) {
 	}
 	seen := map[walk]bool{}
 	queue := []walk{{s: streamState{}}, {s: streamState{acked: true}}}
-	events := []event{evCloseWrite, evClose, evCloseRead, evReset, evAck, evData, evFIN, evRST, evOpenTimeout, evCloseTimeout, evRefuse, evSessionEnd}
+	events := []event{evCloseWrite, evClose, evCloseRead, evReset, evAck, evData, evFIN, evRST, evOpenTimeout, evCloseTimeout, evSessionEnd}
 	for len(queue) > 0 {
 		w := queue[0]
 		queue = queue[1:]
@@ -133,7 +130,7 @@ func TestNextInvariants(t *testing.T) {
 					t.Errorf("%+v --%v--> FIN after RST", w.s, ev)
 				}
 			}
-			if e&(effRST|effRSTInOrder|effRefuse) != 0 {
+			if e&(effRST|effRSTInOrder) != 0 {
 				nw.rsts++
 			}
 			if nw.fins > 1 || nw.rsts > 1 {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,7 +173,6 @@ func halfClose(c net.Conn) error {
 type msgWorker struct {
 	data []byte // the message
 	buf  []byte // length and message, for the hand-written pattern
-	lat  []time.Duration
 }
 
 // msgRig is scenario 8: conc goroutines each sending one message per op.
@@ -182,12 +180,8 @@ type msgWorker struct {
 type msgRig struct {
 	ep       *endpoints
 	proto    msgProto
-	workers  []*msgWorker
-	jobs     chan struct{}
-	workerWG sync.WaitGroup
+	calls    *callPool[msgWorker]
 	serverWG sync.WaitGroup
-	errs     errOnce
-	failed   atomic.Bool
 	sent     atomic.Uint64
 	wd       *watchdog
 }
@@ -215,72 +209,27 @@ func newMsgRig(im impl, proto msgProto, size, conc int) (*msgRig, error) {
 		}
 	}()
 	data := fill(size)
-	for range conc {
-		g.workers = append(g.workers, &msgWorker{data: data, buf: make([]byte, 4+size)})
-	}
-	if conc > 1 {
-		jobs := make(chan struct{})
-		g.jobs = jobs
-		for _, w := range g.workers {
-			g.workerWG.Add(1)
-			go func() {
-				defer g.workerWG.Done()
-				for range jobs {
-					if !g.failed.Load() {
-						g.message(w)
-					}
-				}
-			}()
-		}
-	}
+	g.calls = newCallPool(conc, g.wd,
+		func() *msgWorker { return &msgWorker{data: data, buf: make([]byte, 4+size)} },
+		g.message)
 	return g, nil
 }
 
-// message sends one timed message; errors are kept and stop later ones.
-func (g *msgRig) message(w *msgWorker) {
-	t := time.Now()
+// message sends one message.
+func (g *msgRig) message(w *msgWorker) error {
 	err := g.proto.send(context.Background(), g.ep.cli, w)
-	w.lat = append(w.lat, time.Since(t))
-	if err != nil {
-		g.errs.set(err)
-		g.failed.Store(true)
-	}
 	g.sent.Add(1)
-	g.wd.tick()
+	return err
 }
 
-// op sends (conc == 1) or hands to a worker (conc > 1) one message.
-func (g *msgRig) op() error {
-	if g.failed.Load() {
-		return g.wd.check(g.errs.get())
-	}
-	if g.jobs == nil {
-		g.message(g.workers[0])
-	} else {
-		g.jobs <- struct{}{}
-	}
-	return nil
-}
+// op sends one message (see callPool).
+func (g *msgRig) op() error { return g.calls.op() }
 
 // finish waits for the messages in flight and returns the first error.
-func (g *msgRig) finish() error {
-	if g.jobs != nil {
-		close(g.jobs)
-		g.jobs = nil
-		g.workerWG.Wait()
-	}
-	return g.wd.check(g.errs.get())
-}
+func (g *msgRig) finish() error { return g.calls.finish() }
 
 // latencies returns every message's latency, sorted. Call after finish.
-func (g *msgRig) latencies() []time.Duration {
-	var all []time.Duration
-	for _, w := range g.workers {
-		all = append(all, w.lat...)
-	}
-	slices.Sort(all)
-	return all
-}
+func (g *msgRig) latencies() []time.Duration { return g.calls.latencies() }
 
 // close ends the rig. It fails when the receiver did not hand over every
 // message that was answered (Send's answer may come just before its

@@ -7,9 +7,7 @@ import (
 	"io"
 	"net"
 	"net/rpc"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -127,7 +125,6 @@ var errCodecClosed = errors.New("bench: rpc codec closed")
 // rpcWorker is one client goroutine's state.
 type rpcWorker struct {
 	req, resp []byte
-	lat       []time.Duration
 }
 
 // rpcRig is scenario 3: conc client goroutines each doing one request per
@@ -137,12 +134,8 @@ type rpcRig struct {
 	ep       *endpoints
 	proto    rpcProto
 	conc     int
-	workers  []*rpcWorker
-	jobs     chan struct{}
-	workerWG sync.WaitGroup
+	calls    *callPool[rpcWorker]
 	serverWG sync.WaitGroup
-	errs     errOnce
-	failed   atomic.Bool
 	wd       *watchdog
 	started  time.Time
 }
@@ -170,77 +163,32 @@ func newRPCRig(im impl, proto rpcProto, conc int) (*rpcRig, error) {
 		}
 	}()
 	req := fill(rpcRequestSize)
-	for range conc {
-		g.workers = append(g.workers, &rpcWorker{req: req, resp: make([]byte, rpcResponseSize)})
-	}
-	if conc > 1 {
-		jobs := make(chan struct{})
-		g.jobs = jobs
-		for _, w := range g.workers {
-			g.workerWG.Add(1)
-			go func() {
-				defer g.workerWG.Done()
-				for range jobs {
-					if !g.failed.Load() {
-						g.request(w)
-					}
-				}
-			}()
-		}
-	}
+	g.calls = newCallPool(conc, g.wd,
+		func() *rpcWorker { return &rpcWorker{req: req, resp: make([]byte, rpcResponseSize)} },
+		g.request)
 	return g, nil
 }
 
-// request does one timed request; errors are kept and stop later ones.
-func (g *rpcRig) request(w *rpcWorker) {
-	t := time.Now()
+// request does one request on a new stream.
+func (g *rpcRig) request(w *rpcWorker) error {
 	c, err := g.ep.cli.open(context.Background())
-	if err == nil {
-		err = g.proto.call(c, w)
-	}
-	w.lat = append(w.lat, time.Since(t))
 	if err != nil {
-		g.errs.set(err)
-		g.failed.Store(true)
+		return err
 	}
-	g.wd.tick()
+	return g.proto.call(c, w)
 }
 
-// op does (conc == 1) or hands to a worker (conc > 1) one request.
-func (g *rpcRig) op() error {
-	if g.failed.Load() {
-		return g.wd.check(g.errs.get())
-	}
-	if g.jobs == nil {
-		g.request(g.workers[0])
-	} else {
-		g.jobs <- struct{}{}
-	}
-	return nil
-}
+// op does one request (see callPool).
+func (g *rpcRig) op() error { return g.calls.op() }
 
 // finish waits for requests in flight and returns the first error.
-func (g *rpcRig) finish() error {
-	if g.jobs != nil {
-		close(g.jobs)
-		g.jobs = nil
-		g.workerWG.Wait()
-	}
-	return g.wd.check(g.errs.get())
-}
+func (g *rpcRig) finish() error { return g.calls.finish() }
 
-// latencies returns every request's latency, sorted. Call after finish.
-func (g *rpcRig) latencies() []time.Duration {
-	var all []time.Duration
-	for _, w := range g.workers {
-		all = append(all, w.lat...)
-	}
-	slices.Sort(all)
-	return all
-}
+// latencies returns every request's latency, sorted. Call after close.
+func (g *rpcRig) latencies() []time.Duration { return g.calls.latencies() }
 
 func (g *rpcRig) close() error {
-	ferr := g.finish()
+	ferr := g.calls.finish()
 	g.wd.stop()
 	err := g.ep.close()
 	g.serverWG.Wait()
