@@ -232,9 +232,14 @@ func TestFaultZeroWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c1, c2 := net.Pipe()
 		client, server := sessionsOver(t, &faultConn{Conn: c1, zeroWrite: true}, c2, hostileConfig(), hostileConfig())
-		<-client.Done() // the opening ping's write already fails
-		_, err := client.OpenStream(context.Background())
-		checkSessionErr(t, "OpenStream", err, io.ErrShortWrite)
+		// OpenStream only queues the SYN; the write carrying it fails,
+		// and the Write waiting for its frame reports why.
+		st, err := client.OpenStream(context.Background())
+		if err == nil {
+			_, err = st.Write([]byte("x"))
+		}
+		<-client.Done()
+		checkSessionErr(t, "OpenStream or Write", err, io.ErrShortWrite)
 		checkSessionErr(t, "client Err", client.Err(), io.ErrShortWrite)
 		<-server.Done()
 		checkSessionErr(t, "server Err", server.Err())

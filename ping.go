@@ -29,11 +29,7 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 		return p.rtt, nil
 	case <-ctx.Done():
 		s.mu.Lock()
-		for id, q := range s.pings {
-			if q == p {
-				delete(s.pings, id)
-			}
-		}
+		s.forgetPingLocked(p)
 		s.mu.Unlock()
 		return 0, ctx.Err()
 	}
@@ -55,9 +51,26 @@ func (s *Session) startPingLocked() *pendingPing {
 	id := s.nextPing
 	s.nextPing++
 	p := &pendingPing{sent: time.Now(), done: make(chan struct{})}
+	if s.pings == nil {
+		s.pings = make(map[uint32]*pendingPing, 1)
+	}
 	s.pings[id] = p
 	s.sq.pushCtrl(encodeHeader(typePing, flagSYN, 0, id))
 	return p
+}
+
+// forgetPingLocked removes p from the pings awaiting an answer. The map is
+// dropped when it empties: an idle session holds none (its buckets stay
+// allocated after a delete). Call with s.mu held.
+func (s *Session) forgetPingLocked(p *pendingPing) {
+	for id, q := range s.pings {
+		if q == p {
+			delete(s.pings, id)
+		}
+	}
+	if len(s.pings) == 0 {
+		s.pings = nil
+	}
 }
 
 // RTT returns the last measured ping round trip, or 0 before the first.
@@ -78,6 +91,9 @@ func (s *Session) handlePing(h header) error {
 		s.mu.Lock()
 		p := s.pings[opaque]
 		delete(s.pings, opaque)
+		if len(s.pings) == 0 {
+			s.pings = nil // see forgetPingLocked
+		}
 		s.mu.Unlock()
 		if p != nil {
 			p.rtt = max(time.Since(p.sent), 1)
@@ -123,11 +139,7 @@ func (s *Session) keepaliveStep() (missing bool) {
 		select {
 		case <-p.done: // answered
 		default:
-			for id, q := range s.pings {
-				if q == p {
-					delete(s.pings, id)
-				}
-			}
+			s.forgetPingLocked(p)
 			return true
 		}
 		s.keepaliveTimer.Reset(s.cfg.KeepAliveInterval)

@@ -60,28 +60,51 @@ func (b *sendBatch) idle() {
 
 // sendLoop is the only writer of the connection. It takes everything queued
 // (control frames first: ping answers, window updates, RST, SYN/ACK,
-// GoAway; then data) and writes it with one write. When the session ends
-// it writes what is still queued and the final GoAway, then closes the
-// connection.
+// GoAway; then data) and writes it with one write. It runs only while
+// the session sends: a run ends after sendLoopIdle without work, holding
+// nothing, and the next frame queued starts a new one (sendrun.go), so an
+// idle session has no send goroutine. Runs never overlap. The final run,
+// after the session ended, writes what is still queued and the final
+// GoAway, then closes the connection.
 func (s *Session) sendLoop() {
-	defer s.wg.Done()
-	defer close(s.sendDone)
-	defer s.closeConn()
-
-	b := &sendBatch{}
-	defer b.idle()
-	for s.sq.take(b, s.doneCh) {
+	b := batches.Get().(*sendBatch)
+	for {
+		took, final := s.sq.take(b, s.doneCh)
+		if !took {
+			if final {
+				s.finalFlush(b)
+				s.endSending(b)
+			} else {
+				b.idle()
+				batches.Put(b)
+			}
+			return
+		}
 		if err := s.writeBatch(b); err != nil {
 			s.writeFailed(err)
 			s.completeBatch(b, err)
 			s.failQueued(err)
+			s.endSending(b)
 			return
 		}
 		s.completeBatch(b, nil)
 	}
-	s.finalFlush(b)
 }
 
+// batches lends send loop runs their batch (its slices keep their room
+// between runs without an idle session holding them).
+var batches = sync.Pool{New: func() any { return new(sendBatch) }}
+
+// endSending ends the final run: the connection is closed and waiters are
+// told the send loop is gone.
+func (s *Session) endSending(b *sendBatch) {
+	s.sq.stop()
+	b.idle()
+	batches.Put(b)
+	s.closeConn()
+	close(s.sendDone)
+	s.wg.Done()
+}
 func (b *sendBatch) count() int { return len(b.ctrl) + len(b.data) }
 
 // writeBatch writes every gathered frame with one write; completeBatch
@@ -344,7 +367,7 @@ func (s *Session) finalFlush(b *sendBatch) {
 		if empty {
 			break
 		}
-		s.sq.take(b, nil)
+		s.sq.take(b, s.doneCh)
 		err := s.writeBatch(b)
 		s.completeBatch(b, err)
 		if err != nil {

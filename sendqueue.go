@@ -30,8 +30,7 @@ type sendQueue struct {
 	streams  []*Stream // streams with control frames due, each once
 	ring     []*Stream // ring[ringHead:]: streams with data frames queued (Stream.outq), each once
 	ringHead int
-	parked   bool // the send loop waits on wake
-	wake     chan struct{}
+	run      sendRun // whether a send loop runs, and when it parks or ends (sendrun.go)
 }
 
 const (
@@ -46,26 +45,6 @@ const (
 	// ends those streams.
 	maxPendingRefusals = 1024
 )
-
-func newSendQueue() sendQueue {
-	return sendQueue{wake: make(chan struct{}, 1)}
-}
-
-// unlockAndKick releases q.mu and wakes the send loop if it was parked; a
-// running loop looks at the queue again before it parks, so it is not
-// woken twice. The wake-up is sent after the unlock, so that the woken loop
-// does not wait for the lock its waker still holds.
-func (q *sendQueue) unlockAndKick() {
-	wake := q.parked
-	q.parked = false
-	q.mu.Unlock()
-	if wake {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
-	}
-}
 
 // pushCtrl queues a control frame of the session (ping, GoAway).
 func (q *sendQueue) pushCtrl(h header) {
@@ -129,29 +108,34 @@ func (q *sendQueue) emptyLocked() bool {
 }
 
 // take moves queued work into b: every control frame and listed stream,
-// and data frames within the batch limits. It blocks while the queue is
-// empty, and returns false, taking nothing, once done is closed and the
-// queue is empty.
-func (q *sendQueue) take(b *sendBatch, done <-chan struct{}) bool {
+// and data frames within the batch limits. While the queue is empty it
+// parks (parkLocked); it returns took false, taking nothing, when
+// the run is to end: final once done is closed and the queue is empty
+// (the caller goes on to the final flush), otherwise because the loop was
+// idle long enough to exit.
+func (q *sendQueue) take(b *sendBatch, done <-chan struct{}) (took, final bool) {
 	q.mu.Lock()
 	for q.emptyLocked() {
-		q.parked = true
+		select {
+		case <-done:
+			q.mu.Unlock()
+			return false, true
+		default:
+		}
+		if q.run.endLocked() {
+			q.mu.Unlock()
+			return false, false
+		}
+		q.parkLocked()
 		q.mu.Unlock()
 		b.idle()
 		select {
-		case <-q.wake:
+		case <-q.run.wake:
 		case <-done:
-			q.mu.Lock()
-			q.parked = false
-			empty := q.emptyLocked()
-			q.mu.Unlock()
-			if empty {
-				return false
-			}
 		}
 		q.mu.Lock()
 	}
-	q.parked = false
+	q.run.workingLocked()
 	// Ping answers first: round trips must not wait, and an answer must
 	// not follow a GoAway queued after its ping arrived.
 	for _, opaque := range q.pingAcks {
@@ -190,7 +174,7 @@ func (q *sendQueue) take(b *sendBatch, done <-chan struct{}) bool {
 		q.ring, q.ringHead = q.ring[:n], 0
 	}
 	q.mu.Unlock()
-	return true
+	return true, false
 }
 
 // recall takes back st's not yet written data frames fs (the tail of one

@@ -7,7 +7,8 @@ import "testing"
 // loop takes one frame from each stream in turn, and each stream's frames
 // stay in order.
 func TestSendQueueStreamsTakeTurns(t *testing.T) {
-	q := newSendQueue()
+	q := new(sendQueue)
+	q.init(func() {})
 	s := &Session{}
 	a, b := newStreamForTest(s, 1), newStreamForTest(s, 3)
 	body := make([]byte, maxDataFrame)
@@ -17,7 +18,7 @@ func TestSendQueueStreamsTakeTurns(t *testing.T) {
 	q.pushData(b, &outFrame{hdr: encodeHeader(typeData, 0, 3, 1), body: []byte("x")})
 	q.pushData(b, &outFrame{hdr: encodeHeader(typeData, flagFIN, 3, 0)})
 	var batch sendBatch
-	if !q.take(&batch, nil) {
+	if took, _ := q.take(&batch, nil); !took {
 		t.Fatal("take found nothing")
 	}
 	var ids []uint32
@@ -51,7 +52,8 @@ func TestSendQueueStreamsTakeTurns(t *testing.T) {
 // TestSendQueueRecallTail: a Write's frames still queued are taken back
 // whole; once the first was taken, none is.
 func TestSendQueueRecallTail(t *testing.T) {
-	q := newSendQueue()
+	q := new(sendQueue)
+	q.init(func() {})
 	st := newStreamForTest(&Session{}, 1)
 	fs := []*outFrame{{body: []byte("a")}, {body: []byte("b")}, {body: []byte("c")}}
 	for _, f := range fs {

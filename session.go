@@ -11,22 +11,25 @@
 // half-close ([Stream.CloseWrite]), reset ([Stream.Reset]) and deadlines. A
 // Session is also a [net.Listener], so http.Serve(session, handler) works.
 //
-// Goroutines: each session runs exactly two goroutines, one that reads the
-// connection (the receive loop) and one that writes it (the send loop);
-// keepalive and the stream timers are timers, not goroutines, and there is
-// no goroutine per stream. [Session.Close] waits for both. Every method of
-// Session and Stream is safe for concurrent use.
+// Goroutines: a session runs one goroutine that reads the connection (the
+// receive loop) and, only while it sends, one that writes it (the send
+// loop, which exits 100 to 200 ms after its last write and is started
+// again by the next frame); keepalive and the stream timers are timers,
+// not goroutines, and there is no goroutine per stream. [Session.Close]
+// waits for both. Every method of Session and Stream is safe for
+// concurrent use.
 //
 // What an idle session holds, for sizing a server (measured with 10 idle
-// streams per session, bench/README.md): the two goroutines' stacks (about
-// 7 KB together), about 5 KB of heap (the Session with 256 bytes of
-// inline read buffer, its stream table, the TCP connection's own state),
-// one timer with keepalive on, and about 300 bytes per idle stream; no read
-// or write buffer. A session that moves
-// data takes a 16 KiB read buffer and a write batch buffer (64 KiB, more
-// for a batch of many small frames) from
-// process-wide pools and gives them back when it goes idle; received data
-// waits in pooled blocks that go back as the application reads.
+// streams per session, bench/README.md): the receive loop's stack (2 to 4
+// KB; after a burst in which every session sent at once, the runtime may
+// keep some more stack memory it cannot give back), about 5 KB of heap
+// (the Session with 256 bytes of inline read buffer, its stream table, the
+// TCP connection's own state), a stopped timer or two, and about 300 bytes
+// per idle stream; no read or write buffer. A session that moves data
+// takes a 16 KiB read buffer and a write batch buffer (64 KiB, more for a
+// batch of many small frames) from process-wide pools and gives them back
+// when it goes idle; received data waits in pooled blocks that go back as
+// the application reads.
 //
 // A peer that breaks the protocol gets GoAway(protocol error) and the
 // session ends with an error wrapping [ErrProtocol]; a peer can never make
@@ -136,17 +139,21 @@ type Session struct {
 	acceptHead     int
 	localGoAway    bool
 	remoteGoAway   *GoAwayError
-	finalGoAway    *GoAwayCode // GoAway the send loop writes last, if any
-	draining       bool        // drainingCh is closed
-	pings          map[uint32]*pendingPing
+	finalGoAway    *GoAwayCode             // GoAway the send loop writes last, if any
+	draining       bool                    // drainingCh is closed
+	pings          map[uint32]*pendingPing // nil while none awaits its answer
 	nextPing       uint32
 	closeTimer     *time.Timer
 	keepaliveTimer *time.Timer  // nil without keepalive
 	keepalivePing  *pendingPing // the keepalive ping awaiting its answer
+	rttProbed      bool         // the first stream's ping, which measures the round trip, was sent
 	err            error        // why the session ended; set once, before doneCh closes
 }
 
 var _ net.Listener = (*Session)(nil)
+
+// discardLogger is every session's logger when Config.Logger is nil.
+var discardLogger = slog.New(slog.DiscardHandler)
 
 // Client returns the client end of a session over conn. A nil cfg means
 // [DefaultConfig]; cfg is copied. It returns an error wrapping
@@ -183,7 +190,6 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 		client:      client,
 		logger:      cfg.Logger,
 		rd:          newConnReader(conn),
-		sq:          newSendQueue(),
 		acceptReady: make(chan struct{}, 1),
 		synSem:      make(chan struct{}, cfg.AcceptBacklog),
 		doneCh:      make(chan struct{}),
@@ -192,11 +198,11 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 		sendDone:    make(chan struct{}),
 		recvDone:    make(chan struct{}),
 		streams:     make(map[uint32]*Stream),
-		pings:       make(map[uint32]*pendingPing),
 	}
 	if s.logger == nil {
-		s.logger = slog.New(slog.DiscardHandler)
+		s.logger = discardLogger
 	}
+	s.sq.init(s.startSendLoop)
 	s.budget.Store(int64(cfg.MaxReceiveBuffer))
 	switch conn.(type) {
 	case *net.TCPConn, *net.UnixConn:
@@ -210,17 +216,16 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 	} else {
 		s.nextID = 2
 	}
-	s.wg.Add(2)
+	s.wg.Add(2) // the receive loop, and the send loop's final run
 	go s.recvLoop()
-	go s.sendLoop()
-	// One ping at the start measures the round trip that window
-	// auto-tuning needs; nobody waits for it.
-	s.startPing() // error only if the session already ended
 	if s.cfg.EnableKeepAlive {
 		s.startKeepalive()
 	}
 	return s, nil
 }
+
+// startSendLoop starts a send loop run (sendQueue.unlockAndKick).
+func (s *Session) startSendLoop() { go s.sendLoop() }
 
 // IsClient reports whether this is the client end (odd stream IDs).
 func (s *Session) IsClient() bool { return s.client }
@@ -275,6 +280,7 @@ func (s *Session) newOutgoingStream() (*Stream, error) {
 	if err := s.reserveInitial(s.cfg.InitialStreamWindowSize); err != nil {
 		return nil, err
 	}
+	s.probeRTTLocked()
 	id := uint32(s.nextID)
 	s.nextID += 2
 	st := newStream(s, id, true)
@@ -294,6 +300,9 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 			return nil, s.Err()
 		}
 		st = s.popAcceptLocked()
+		if st != nil {
+			s.probeRTTLocked()
+		}
 		more := s.acceptHead < len(s.accepts)
 		s.mu.Unlock()
 		if st != nil {
@@ -319,6 +328,17 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	// still gets it: it may hold data and a FIN.
 	st.accept()
 	return st, nil
+}
+
+// probeRTTLocked sends, with the first stream opened or accepted, one
+// ping that measures the round trip window auto-tuning needs (nobody waits
+// for it). A session without streams never needs it, and setting up one
+// costs no frames. Call with s.mu held.
+func (s *Session) probeRTTLocked() {
+	if !s.rttProbed {
+		s.rttProbed = true
+		s.startPingLocked()
+	}
 }
 
 // popAcceptLocked takes the oldest stream waiting to be accepted, or nil.
@@ -458,6 +478,7 @@ func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
 
 	s.closed.Store(true)
 	close(s.doneCh)
+	s.sq.kick() // the final run, if no run is going to see doneCh
 	if cause != ErrLocalClose {
 		level := slog.LevelWarn
 		if errors.Is(cause, io.ErrUnexpectedEOF) {

@@ -349,6 +349,13 @@ func settle() {
 	}
 }
 
+// idlePause is how long sessions stay without traffic before they are
+// measured idle, for every implementation alike. An idle session of ours
+// lets its send loop's goroutine exit 100 to 200 ms after its last frame
+// (sendLoopIdle in the library); a session that sent a moment ago is not
+// idle yet. The smoke test sets it to 0.
+var idlePause = time.Second
+
 // farmCost is one measurement of a farm against the baseline before it,
 // per pair.
 type farmCost struct {
@@ -356,6 +363,7 @@ type farmCost struct {
 }
 
 func costSince(m0 memUse, n int) farmCost {
+	time.Sleep(idlePause)
 	settle()
 	m := memInUse()
 	return farmCost{
