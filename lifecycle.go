@@ -62,14 +62,43 @@ func (s *Session) State() State {
 
 // Draining returns a channel that is closed when the session leaves
 // StateOpen: a GoAway was sent or received, or the session ended.
-func (s *Session) Draining() <-chan struct{} { return s.drainingCh }
+// The channel is made on the first call: most sessions are never asked.
+func (s *Session) Draining() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drainingCh == nil {
+		if s.draining {
+			return closedChan
+		}
+		s.drainingCh = make(chan struct{})
+	}
+	return s.drainingCh
+}
 
-// setDrainingLocked closes drainingCh once. Call with s.mu held.
+// closedChan is Draining's answer for a session that was draining before
+// anyone asked.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// setDrainingLocked closes drainingCh once, if it was made. Call with s.mu
+// held.
 func (s *Session) setDrainingLocked() {
 	if !s.draining {
 		s.draining = true
-		close(s.drainingCh)
+		if s.drainingCh != nil {
+			close(s.drainingCh)
+		}
 	}
+}
+
+// idleChan returns the channel forgetStream signals when the stream table
+// becomes empty, made on the first call (only Shutdown waits for it).
+func (s *Session) idleChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idleCh == nil {
+		s.idleCh = make(chan struct{}, 1)
+	}
+	return s.idleCh
 }
 
 // Shutdown ends the session gracefully: it queues GoAway(normal), so that
@@ -87,9 +116,10 @@ func (s *Session) Shutdown(ctx context.Context) error {
 	if err := s.GoAway(); err != nil {
 		return err
 	}
+	idle := s.idleChan() // made before the count: a stream forgotten after it signals
 	for s.NumStreams() > 0 {
 		select {
-		case <-s.idleCh:
+		case <-idle:
 		case <-s.doneCh:
 			if err := s.waitLoops(ctx); err != nil {
 				return err

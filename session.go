@@ -64,7 +64,8 @@ import (
 //
 // Ownership:
 //   - immutable after NewSession: conn, cfg, client, logger, vectored, and
-//     every channel;
+//     every channel but drainingCh and idleCh (made when first needed,
+//     under mu);
 //   - owned by the receive loop, no lock: rd and scratch;
 //   - owned by the send loop, no lock: writeDeadline, quarterBytes,
 //     stallStart and the batch;
@@ -117,10 +118,10 @@ type Session struct {
 	openMu sync.Mutex // orders OpenStream's ID allocation with its SYN's enqueue
 
 	doneCh     chan struct{} // closed once by shutdown
-	drainingCh chan struct{} // closed once, when a GoAway is sent or received, or at shutdown
+	drainingCh chan struct{} // guarded by mu, made by Draining: closed once, when a GoAway is sent or received, or at shutdown
 	sendDone   chan struct{} // closed when the send loop has returned
 	recvDone   chan struct{} // closed when the receive loop has returned
-	idleCh     chan struct{} // 1-buffered: the stream table became empty
+	idleCh     chan struct{} // guarded by mu, made by Shutdown: 1-buffered, the stream table became empty
 	wg         sync.WaitGroup
 	connOnce   sync.Once
 
@@ -140,7 +141,7 @@ type Session struct {
 	localGoAway    bool
 	remoteGoAway   *GoAwayError
 	finalGoAway    *GoAwayCode             // GoAway the send loop writes last, if any
-	draining       bool                    // drainingCh is closed
+	draining       bool                    // set once: drainingCh, if made, is closed; Draining returns a closed channel
 	pings          map[uint32]*pendingPing // nil while none awaits its answer
 	nextPing       uint32
 	closeTimer     *time.Timer
@@ -193,8 +194,6 @@ func NewSession(conn io.ReadWriteCloser, client bool, cfg *Config) (*Session, er
 		acceptReady: make(chan struct{}, 1),
 		synSem:      make(chan struct{}, cfg.AcceptBacklog),
 		doneCh:      make(chan struct{}),
-		drainingCh:  make(chan struct{}),
-		idleCh:      make(chan struct{}, 1),
 		sendDone:    make(chan struct{}),
 		recvDone:    make(chan struct{}),
 		streams:     make(map[uint32]*Stream),
@@ -549,11 +548,14 @@ func (s *Session) forgetStream(st *Stream) {
 	if !st.opened {
 		s.incoming--
 	}
-	idle := len(s.streams) == 0
+	var idle chan struct{}
+	if len(s.streams) == 0 {
+		idle = s.idleCh // nil unless Shutdown waits
+	}
 	s.mu.Unlock()
-	if idle {
+	if idle != nil {
 		select {
-		case s.idleCh <- struct{}{}:
+		case idle <- struct{}{}:
 		default:
 		}
 	}
