@@ -146,8 +146,9 @@ func (q *sendQueue) emptyLocked() bool {
 // two passing the processor back and forth while the writers woken before
 // it wait in the run queue. One stream then sent a whole window while
 // others sent nothing (TestSendLoopWritersTakeTurns), batches carried
-// one or two frames, and of 64 streams sending at once the fastest reached
-// 1 MiB in a third of the time of the slowest. The yield costs one
+// one to three frames, and of 64 streams sending at once the p90/p10 of
+// the times the send loop had taken each one's first 1 MiB was 1.4-1.7
+// (1.02-1.08 with the yield; bench/README.md). The yield costs one
 // scheduler pass when nothing else is runnable.
 func (q *sendQueue) take(b *sendBatch, done <-chan struct{}) bool {
 	q.mu.Lock()
