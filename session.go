@@ -99,8 +99,9 @@ type Session struct {
 	// (TLS), so the send loop never lets one fire mid-write (writeConn).
 	stickyWrites bool
 
-	rd      *connReader // receive loop only
+	rd      *connReader // receive loop only, but for its read interrupt
 	scratch []chunk     // receive loop only: payload of the frame being read
+	direct  directSlot  // the waiting Read that a payload may go straight into (direct.go)
 
 	writeDeadline time.Time // send loop only: the connection's write deadline
 	quarterBytes  int64     // send loop only: bytes written since writeDeadline was armed
