@@ -457,7 +457,11 @@ func (st *Stream) handOff(n int, fl flags, last bool) {
 	if n > 0 {
 		e = st.dataLocked(uint32(n))
 	}
-	st.sess.direct.handOffLocked(n, e&effBuffer != 0)
+	keep := e&effBuffer != 0
+	st.sess.direct.handOffLocked(n, keep)
+	if keep {
+		st.sess.stats.directBytes.Add(uint64(n))
+	}
 	st.cond.Broadcast()
 	forget := e&effForget != 0
 	var releaseSyn, forgetByFlags bool
