@@ -17,7 +17,8 @@ import (
 // holds no read buffer of its own, and a busy one reads up to
 // readBufferSize at a time.
 //
-// Owned by the receive loop; not safe for concurrent use.
+// Owned by the receive loop; not safe for concurrent use, except
+// interrupt, which any goroutine may call.
 type connReader struct {
 	rd    io.Reader
 	big   *[]byte // from readBufs while busy; nil while idle

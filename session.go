@@ -26,7 +26,9 @@
 // data takes a 16 KiB read buffer and a write batch buffer (64 KiB, more
 // for a batch of many small frames) from
 // process-wide pools and gives them back when it goes idle; received data
-// waits in pooled blocks that go back as the application reads.
+// waits in pooled blocks that go back as the application reads, or, when
+// a Read already waits for it, goes from the connection straight into the
+// Read's buffer (direct.go).
 //
 // A peer that breaks the protocol gets GoAway(protocol error) and the
 // session ends with an error wrapping [ErrProtocol]; a peer can never make
@@ -62,11 +64,12 @@ import (
 // Ownership:
 //   - immutable after NewSession: conn, cfg, client, logger, vectored, and
 //     every channel;
-//   - owned by the receive loop, no lock: rd and scratch;
+//   - owned by the receive loop, no lock: rd (but for its read interrupt,
+//     which any Read may call) and scratch;
 //   - owned by the send loop, no lock: writeDeadline, quarterBytes,
 //     stallStart and the batch;
 //   - atomics: closed, rtt, budget, stats (standalone facts);
-//   - sq has its own lock (sendqueue.go);
+//   - sq has its own lock (sendqueue.go), and so has direct (direct.go);
 //   - guarded by mu: everything below it.
 //
 // Locks, and every nesting there is (the arrow reads "is held while
@@ -82,13 +85,20 @@ import (
 //     the keepalive timer).
 //   - Stream.writeMu → Session.mu (a Write reading the session's error),
 //     and connOnce → Session.mu (closeConn stopping the close timer).
-//   - sendQueue.mu is a leaf: nothing is taken while it is held.
+//   - Stream.mu → directSlot.mu, when a Read registers for direct
+//     delivery or the receive loop claims or hands over its buffer.
+//   - sendQueue.mu and directSlot.mu are leaves: nothing is taken while
+//     they are held. connReader.intrMu is taken alone and held only
+//     across the connection's SetReadDeadline (the read interrupt), which
+//     does not wait for I/O.
 //   - Session.mu and Stream.mu are never held together, in either order:
 //     decide under one, release it, then take the other.
 //
 // No lock is held across connection I/O, a channel wait, or a user
 // callback, with one documented exception: Config.MemoryManager is called
-// under Session.mu or Stream.mu and must not block.
+// under Session.mu or Stream.mu and must not block. The receive loop reads
+// into a waiting Read's buffer with no lock held: the slot's state
+// (filling), not a lock, keeps the Read from returning meanwhile.
 type Session struct {
 	conn     io.ReadWriteCloser
 	cfg      Config

@@ -88,7 +88,12 @@ func (st *Stream) RemoteAddr() net.Addr { return st.sess.RemoteAddr() }
 // stream is closed ([ErrStreamClosed]) or the session ends (an error
 // wrapping [ErrSessionShutdown]). A stream that was cut off never reports a
 // clean io.EOF: io.EOF means the peer's FIN arrived and nothing before it
-// was discarded.
+// was discarded. A Read that waits with nothing buffered may have the next
+// payload read from the connection straight into p (direct.go); it still
+// returns at its deadline or when the stream is closed, with the bytes
+// that reached p by then, and never while p may still be written.
+// Concurrent Reads on one stream each get bytes in order, but which of
+// them returns first is not defined.
 func (st *Stream) Read(p []byte) (int, error) {
 	d := &st.sess.direct
 	st.mu.Lock()
