@@ -121,28 +121,13 @@ func (s *Session) handleStreamFrame(h header) error {
 	return s.readData(st, h.length(), fl)
 }
 
-// readData reads a Data payload and delivers it: its first bytes straight
-// into the buffer of a Read that waits for them (direct.go), the rest into
-// pooled blocks. The window is checked before anything is read, and no
-// lock is held while reading.
+// readData reads a Data payload into pooled blocks and delivers it. The
+// window is checked before anything is read, and no lock is held while
+// reading.
 func (s *Session) readData(st *Stream, n uint32, fl flags) error {
-	drop, direct, err := st.admitData(n)
+	drop, err := st.admitData(n)
 	if err != nil {
 		return err
-	}
-	if direct != nil {
-		got, err := s.rd.readDirect(direct)
-		if err != nil {
-			// The frame is cut short and the session ends: like a
-			// truncated frame read into blocks, it delivers nothing.
-			st.handOff(0, 0, false)
-			return err
-		}
-		n -= uint32(got)
-		st.handOff(got, fl, n == 0)
-		if n == 0 {
-			return nil
-		}
 	}
 	if drop {
 		if err := s.discard(n); err != nil {

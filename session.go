@@ -26,9 +26,7 @@
 // data takes a 16 KiB read buffer and a write batch buffer (64 KiB, more
 // for a batch of many small frames) from
 // process-wide pools and gives them back when it goes idle; received data
-// waits in pooled blocks that go back as the application reads, or, when
-// a Read already waits for it, goes from the connection straight into the
-// Read's buffer (direct.go).
+// waits in pooled blocks that go back as the application reads.
 //
 // A peer that breaks the protocol gets GoAway(protocol error) and the
 // session ends with an error wrapping [ErrProtocol]; a peer can never make
@@ -64,12 +62,11 @@ import (
 // Ownership:
 //   - immutable after NewSession: conn, cfg, client, logger, vectored, and
 //     every channel;
-//   - owned by the receive loop, no lock: rd (but for its read interrupt,
-//     which any Read may call) and scratch;
+//   - owned by the receive loop, no lock: rd and scratch;
 //   - owned by the send loop, no lock: writeDeadline, quarterBytes,
 //     stallStart and the batch;
 //   - atomics: closed, rtt, budget, stats (standalone facts);
-//   - sq has its own lock (sendqueue.go), and so has direct (direct.go);
+//   - sq has its own lock (sendqueue.go);
 //   - guarded by mu: everything below it.
 //
 // Locks, and every nesting there is (the arrow reads "is held while
@@ -85,20 +82,13 @@ import (
 //     the keepalive timer).
 //   - Stream.writeMu → Session.mu (a Write reading the session's error),
 //     and connOnce → Session.mu (closeConn stopping the close timer).
-//   - Stream.mu → directSlot.mu, when a Read registers for direct
-//     delivery or the receive loop claims or hands over its buffer.
-//   - sendQueue.mu and directSlot.mu are leaves: nothing is taken while
-//     they are held. connReader.intrMu is taken alone and held only
-//     across the connection's SetReadDeadline (the read interrupt), which
-//     does not wait for I/O.
+//   - sendQueue.mu is a leaf: nothing is taken while it is held.
 //   - Session.mu and Stream.mu are never held together, in either order:
 //     decide under one, release it, then take the other.
 //
 // No lock is held across connection I/O, a channel wait, or a user
 // callback, with one documented exception: Config.MemoryManager is called
-// under Session.mu or Stream.mu and must not block. The receive loop reads
-// into a waiting Read's buffer with no lock held: the slot's state
-// (filling), not a lock, keeps the Read from returning meanwhile.
+// under Session.mu or Stream.mu and must not block.
 type Session struct {
 	conn     io.ReadWriteCloser
 	cfg      Config
@@ -109,9 +99,8 @@ type Session struct {
 	// (TLS), so the send loop never lets one fire mid-write (writeConn).
 	stickyWrites bool
 
-	rd      *connReader // receive loop only, but for its read interrupt
+	rd      *connReader // receive loop only
 	scratch []chunk     // receive loop only: payload of the frame being read
-	direct  directSlot  // the waiting Read that a payload may go straight into (direct.go)
 
 	writeDeadline time.Time // send loop only: the connection's write deadline
 	quarterBytes  int64     // send loop only: bytes written since writeDeadline was armed

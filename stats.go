@@ -21,7 +21,6 @@ type sessionCounters struct {
 	refusalsUnsent  atomic.Uint64 // refusal RSTs not sent: maxPendingRefusals were waiting
 	framesIgnored   atomic.Uint64 // frames for streams we do not track, dropped
 	lastFrame       atomic.Int64  // UnixNano of the last frame received
-	directBytes     atomic.Uint64 // payload bytes read straight into a Read's buffer (direct.go)
 }
 
 // SessionStats is a snapshot of a session's counters. Bytes include frame

@@ -88,65 +88,41 @@ func (st *Stream) RemoteAddr() net.Addr { return st.sess.RemoteAddr() }
 // stream is closed ([ErrStreamClosed]) or the session ends (an error
 // wrapping [ErrSessionShutdown]). A stream that was cut off never reports a
 // clean io.EOF: io.EOF means the peer's FIN arrived and nothing before it
-// was discarded. A Read that waits with nothing buffered may have the next
-// payload read from the connection straight into p (direct.go); it still
-// returns at its deadline or when the stream is closed, with the bytes
-// that reached p by then, and never while p may still be written.
-// Concurrent Reads on one stream each get bytes in order, but which of
-// them returns first is not defined.
+// was discarded.
 func (st *Stream) Read(p []byte) (int, error) {
-	d := &st.sess.direct
 	st.mu.Lock()
 	var timer *time.Timer
-	var gen uint64 // our registration in the direct slot; 0 while none
-	got := 0       // bytes the receive loop put into p directly
 	for {
-		filling := false // the receive loop may be writing into p: we must not return
-		if gen != 0 {
-			var state slotState
-			switch state, got = d.poll(gen); state {
-			case slotFilling:
-				filling = true
-			case slotWaiting:
-			default: // handed over (got), or the registration is gone
-				gen = 0
-			}
+		if st.state.closed || st.state.readShut {
+			st.mu.Unlock()
+			stopTimer(timer)
+			return 0, ErrStreamClosed
 		}
-		if got > 0 {
+		if st.recv.size > 0 {
 			break
 		}
-		ready, err := st.readableLocked(len(p))
-		if !ready && err == nil {
-			if gen == 0 && st.sess.rd.dl != nil {
-				gen = d.register(st, p)
-			}
-			if timer, err = st.waitLocked(st.readDeadline, timer); err == nil {
-				continue
-			}
-		}
-		if filling {
-			// We must go, but not before the receive loop has let go of
-			// p: interrupt its read, once, and wait for the hand-over.
-			if d.ask(gen) {
-				st.mu.Unlock()
-				st.sess.rd.interrupt()
-				st.mu.Lock()
-			} else {
-				st.cond.Wait()
-			}
-			continue
-		}
-		if gen != 0 {
-			d.unregister(gen)
-		}
-		if err != nil {
+		switch st.state.recv {
+		case halfFIN:
+			st.mu.Unlock()
+			stopTimer(timer)
+			return 0, io.EOF
+		case halfReset:
+			err := st.err
 			st.mu.Unlock()
 			stopTimer(timer)
 			return 0, err
 		}
-		break
+		if len(p) == 0 {
+			st.mu.Unlock()
+			return 0, nil
+		}
+		var err error
+		if timer, err = st.waitLocked(st.readDeadline, timer); err != nil {
+			st.mu.Unlock()
+			return 0, err
+		}
 	}
-	n := got + st.recv.read(p[got:])
+	n := st.recv.read(p)
 	if st.state.recv == halfOpen {
 		// An open receive half means the stream is still in the table, so
 		// growth can be reserved (a forgotten stream's window went back).
@@ -159,25 +135,6 @@ func (st *Stream) Read(p []byte) (int, error) {
 	st.mu.Unlock()
 	stopTimer(timer)
 	return n, nil
-}
-
-// readableLocked reports whether a Read of size bytes can take buffered
-// data now, or else why it returns at once (nil: it must wait). Call with
-// st.mu held.
-func (st *Stream) readableLocked(size int) (bool, error) {
-	switch {
-	case st.state.closed || st.state.readShut:
-		return false, ErrStreamClosed
-	case st.recv.size > 0:
-		return true, nil
-	case st.state.recv == halfFIN:
-		return false, io.EOF
-	case st.state.recv == halfReset:
-		return false, st.err
-	case size == 0:
-		return true, nil
-	}
-	return false, nil
 }
 
 // Write writes p as one or more Data frames, each at most the peer's

@@ -222,9 +222,7 @@ func (st *Stream) applyLocked(e effect, err error) {
 		}
 	}
 	if e&effDiscard != 0 {
-		// Bytes handed to a Read that has not taken them yet are unread
-		// too (direct.go).
-		n := uint32(st.recv.size + st.sess.direct.dropHanded(st))
+		n := uint32(st.recv.size)
 		st.recv.reset()
 		if st.state.recv == halfOpen {
 			if c := st.in.discard(n); c > 0 {
@@ -406,70 +404,21 @@ func (st *Stream) afterFlags(releaseSyn, forget bool) {
 
 // admitData checks an incoming Data frame of n bytes against the stream's
 // state and window before its payload is read, and takes the window. It
-// reports whether the payload is to be dropped (nobody will read it), and
-// otherwise, when a Read waits with nothing buffered before it, the part
-// of its buffer to read the payload's first bytes into (direct.go; the
-// caller then ends the fill with handOff).
-func (st *Stream) admitData(n uint32) (drop bool, direct []byte, err error) {
+// reports whether the payload is to be dropped (nobody will read it).
+func (st *Stream) admitData(n uint32) (drop bool, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.state.recv == halfFIN && n > 0 {
 		// An empty Data frame after FIN is tolerated: a repeated FIN, or
 		// an RST carried on Data (rust-yamux does that).
-		return false, nil, fmt.Errorf("%w: data on stream %d after its FIN", ErrProtocol, st.id)
+		return false, fmt.Errorf("%w: data on stream %d after its FIN", ErrProtocol, st.id)
 	}
 	if err := st.in.take(n); err != nil {
-		return false, nil, fmt.Errorf("stream %d: %w", st.id, err)
+		return false, fmt.Errorf("stream %d: %w", st.id, err)
 	}
 	st.bytesReceived += uint64(n)
 	st.framesReceived++
-	drop = st.state.recv == halfReset || st.state.send == halfReset || st.state.closed || st.state.readShut
-	if !drop && n > 0 && st.recv.size == 0 && st.sess.rd.dl != nil {
-		direct = st.sess.direct.claim(st, n)
-	}
-	return drop, direct, nil
-}
-
-// dataLocked applies evData for n admitted bytes and, when they are to be
-// dropped but credited (CloseRead), credits them. It returns the
-// transition's effects; the caller buffers the bytes on effBuffer. Call
-// with st.mu held.
-func (st *Stream) dataLocked(n uint32) effect {
-	var e effect
-	st.state, e = next(st.state, evData)
-	st.applyLocked(e, nil)
-	if e&effCredit != 0 {
-		if c := st.in.consume(n, 0, time.Time{}, 0, 0, noBudget{}); c > 0 {
-			st.queueCreditLocked(c)
-		}
-	}
-	return e
-}
-
-// handOff ends a direct fill that put the frame's first n bytes into the
-// waiting Read's buffer (n may be short of what was claimed after an
-// interrupt, or 0) and wakes the Read. With last, the frame has nothing
-// more and its flags are applied too; otherwise the caller delivers the
-// rest of the payload with the flags.
-func (st *Stream) handOff(n int, fl flags, last bool) {
-	st.mu.Lock()
-	var e effect
-	if n > 0 {
-		e = st.dataLocked(uint32(n))
-	}
-	keep := e&effBuffer != 0
-	st.sess.direct.handOffLocked(n, keep)
-	if keep {
-		st.sess.stats.directBytes.Add(uint64(n))
-	}
-	st.cond.Broadcast()
-	forget := e&effForget != 0
-	var releaseSyn, forgetByFlags bool
-	if last {
-		releaseSyn, forgetByFlags = st.flagsLocked(fl)
-	}
-	st.mu.Unlock()
-	st.afterFlags(releaseSyn, forget || forgetByFlags)
+	return st.state.recv == halfReset || st.state.send == halfReset || st.state.closed || st.state.readShut, nil
 }
 
 // deliver hands a received payload (already admitted) and the frame's
@@ -483,16 +432,24 @@ func (st *Stream) deliver(chunks []chunk, small []byte, n uint32, fl flags) {
 	st.mu.Lock()
 	forget := false
 	if n > 0 {
-		e := st.dataLocked(n)
+		var e effect
+		st.state, e = next(st.state, evData)
+		st.applyLocked(e, nil)
 		forget = e&effForget != 0
-		if e&effBuffer != 0 {
+		switch {
+		case e&effBuffer != 0:
 			if small != nil {
 				st.recv.pushCopy(small)
 			}
 			for _, c := range chunks {
 				st.recv.push(c)
 			}
-		} else {
+		case e&effCredit != 0:
+			freeChunks(chunks)
+			if c := st.in.consume(n, 0, time.Time{}, 0, 0, noBudget{}); c > 0 {
+				st.queueCreditLocked(c)
+			}
+		default:
 			freeChunks(chunks)
 		}
 	}
