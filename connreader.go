@@ -17,6 +17,7 @@ import (
 // Owned by the receive loop; not safe for concurrent use.
 type connReader struct {
 	rd    io.Reader
+	vr    *vectorReader // nil unless rd is a TCP connection on Linux
 	big   *[]byte // from readBufs while busy; nil while idle
 	buf   []byte  // what r..w index: big, or small
 	r, w  int
@@ -31,7 +32,9 @@ const (
 
 var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
-func newConnReader(rd io.Reader) *connReader { return &connReader{rd: rd} }
+func newConnReader(rd io.Reader) *connReader {
+	return &connReader{rd: rd, vr: newVectorReader(rd)}
+}
 
 // fill reads once into an empty buffer.
 func (c *connReader) fill() error {
@@ -80,13 +83,7 @@ func (c *connReader) release() {
 func (c *connReader) Read(p []byte) (int, error) {
 	if c.r == c.w {
 		if len(p) >= smallReadSize {
-			c.release()
-			n, err := readSome(c.rd, p)
-			// A read into the caller's buffer says nothing about what
-			// is left: the next fill starts small, and grows if that
-			// comes back full.
-			c.full = false
-			return n, err
+			return c.readDirect(p)
 		}
 		if err := c.fill(); err != nil {
 			return 0, err
@@ -95,6 +92,27 @@ func (c *connReader) Read(p []byte) (int, error) {
 	n := copy(p, c.buf[c.r:c.w])
 	c.r += n
 	return n, nil
+}
+
+// readDirect reads into p while the buffer is empty. A read into the
+// caller's buffer says nothing about what is left: the next fill starts
+// small, and grows if that comes back full. Over TCP on Linux the same
+// system call also reads what follows p into the small buffer, which is
+// usually the next frame's header: a bulk frame then costs one read, not
+// one for its payload and another for the header behind it.
+func (c *connReader) readDirect(p []byte) (int, error) {
+	c.release()
+	c.full = false
+	if c.vr == nil {
+		return readSome(c.rd, p)
+	}
+	n, err := c.vr.readv(p, c.small[:])
+	if n <= len(p) {
+		return n, err
+	}
+	c.buf, c.r, c.w = c.small[:], 0, n-len(p)
+	c.full = c.w == len(c.small)
+	return len(p), nil
 }
 
 // peek returns the next n bytes if the buffer holds them, without consuming
