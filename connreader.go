@@ -18,8 +18,8 @@ import (
 type connReader struct {
 	rd    io.Reader
 	vr    *vectorReader // nil unless rd is a TCP connection on Linux
-	big   *[]byte // from readBufs while busy; nil while idle
-	buf   []byte  // what r..w index: big, or small
+	big   *[]byte       // from readBufs while busy; nil while idle
+	buf   []byte        // what r..w index: big, or small
 	r, w  int
 	full  bool // the last read filled buf: more is probably waiting
 	small [smallReadSize]byte
