@@ -482,15 +482,20 @@ func TestHostilePingFlood(t *testing.T) {
 		if answered < 1 || answered > 2*maxPendingPingAcks {
 			t.Fatalf("%d pings answered, %d dropped; want 1..%d answered", answered, dropped, 2*maxPendingPingAcks)
 		}
+		// Which pings got answers depends on when the send loop's writes
+		// made room in the queue; the answers go out in the order the
+		// pings came, each at most once.
 		p.startReader()
+		last := -1
 		for i := 0; i < answered; i++ {
 			f, err := p.next()
 			if err != nil {
 				t.Fatalf("after %d of %d ping answers: %v", i, answered, err)
 			}
-			if f.Type != rawPing || f.Flags != rawACK || f.ID != 0 || f.Length != uint32(i) {
-				t.Fatalf("answer %d: session sent %v; want the ACK of ping %d", i, f, i)
+			if f.Type != rawPing || f.Flags != rawACK || f.ID != 0 || int(f.Length) <= last {
+				t.Fatalf("answer %d: session sent %v; want the ACK of a ping after %d", i, f, last)
 			}
+			last = int(f.Length)
 		}
 		if before := p.sync(); len(before) != 0 {
 			t.Fatalf("session sent %v after the answers; want nothing", before)
