@@ -367,9 +367,7 @@ func (l *ResumeListener) resume(h *serverHandshake, done func() error) {
 		h.conn.Close()
 		return
 	}
-	if c.install(h.conn, h.req.recvd, recvd) == nil {
-		l.resumed.Add(1)
-	}
+	c.install(h.conn, h.req.recvd, recvd) // counted in attachLocked
 }
 
 // detachLocked registers c as waiting for its client since now. When
@@ -395,11 +393,14 @@ func (l *ResumeListener) detachLocked(c *resumableConn, epoch uint64) (victim *r
 	return victim, victimEpoch, false
 }
 
-// attachLocked records that c was resumed. Called with c.mu held.
+// attachLocked records that c was resumed. Called with c.mu held, before
+// the new connection carries data, so that Stats counts a resumption
+// before anything sent over it arrives.
 func (l *ResumeListener) attachLocked(c *resumableConn) {
 	l.mu.Lock()
 	delete(l.detached, c)
 	l.mu.Unlock()
+	l.resumed.Add(1)
 }
 
 // forgetLocked drops c, done with cause. Called with c.mu held.

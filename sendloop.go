@@ -75,8 +75,7 @@ func (s *Session) sendLoop() {
 				s.finalFlush(b)
 				s.endSending(b)
 			} else {
-				b.idle()
-				batches.Put(b)
+				putBatch(b)
 			}
 			return
 		}
@@ -95,12 +94,17 @@ func (s *Session) sendLoop() {
 // between runs without an idle session holding them).
 var batches = sync.Pool{New: func() any { return new(sendBatch) }}
 
+// putBatch gives a run's batch back, with its buffer, when the run ends.
+func putBatch(b *sendBatch) {
+	b.idle()
+	batches.Put(b)
+}
+
 // endSending ends the final run: the connection is closed and waiters are
 // told the send loop is gone.
 func (s *Session) endSending(b *sendBatch) {
 	s.sq.stop()
-	b.idle()
-	batches.Put(b)
+	putBatch(b)
 	s.closeConn()
 	close(s.sendDone)
 	s.wg.Done()

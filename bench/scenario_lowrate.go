@@ -42,20 +42,11 @@ func newLowRateRig(im impl, n int, d, period time.Duration) *lowRateRig {
 }
 
 func (g *lowRateRig) op() (err error) {
-	f, err := newFarm(g.im, g.n, farmStreams)
+	f, wd, _, err := startFarm(g.im, g.n)
 	if err != nil {
 		return err
 	}
-	wd := startWatchdog(stallLimit, f)
-	defer func() {
-		wd.stop()
-		if cerr := f.close(); err == nil {
-			err = cerr
-		}
-	}()
-	if err := f.setup(wd.tick); err != nil {
-		return wd.check(err)
-	}
+	defer stopFarm(f, wd, &err)
 	// Servers: read a request, answer it, until the stream fails (at
 	// teardown).
 	var srvWG sync.WaitGroup

@@ -373,6 +373,34 @@ func costSince(m0 memUse, n int) farmCost {
 	}
 }
 
+// startFarm sets up n pairs with their streams under a watchdog, and
+// returns the memory baseline taken before the first dial. stopFarm tears
+// it down.
+func startFarm(im impl, n int) (*farm, *watchdog, memUse, error) {
+	f, err := newFarm(im, n, farmStreams)
+	if err != nil {
+		return nil, nil, memUse{}, err
+	}
+	wd := startWatchdog(stallLimit, f)
+	m0 := memInUse()
+	if err := f.setup(wd.tick); err != nil {
+		err = wd.check(err)
+		wd.stop()
+		f.close()
+		return nil, nil, memUse{}, err
+	}
+	return f, wd, m0, nil
+}
+
+// stopFarm stops the watchdog and closes the farm; a close error becomes
+// *err unless an earlier error is there.
+func stopFarm(f *farm, wd *watchdog, err *error) {
+	wd.stop()
+	if cerr := f.close(); *err == nil {
+		*err = cerr
+	}
+}
+
 // idleSessionsRig is scenario 9: n session pairs, each with farmStreams
 // idle streams after one 16-byte exchange. One op sets them up, measures
 // heap+stack and goroutines per pair against a baseline taken before, and
@@ -393,21 +421,11 @@ func newIdleSessionsRig(im impl, n int) *idleSessionsRig {
 }
 
 func (g *idleSessionsRig) op() (err error) {
-	f, err := newFarm(g.im, g.n, farmStreams)
+	f, wd, m0, err := startFarm(g.im, g.n)
 	if err != nil {
 		return err
 	}
-	wd := startWatchdog(stallLimit, f)
-	m0 := memInUse()
-	defer func() {
-		wd.stop()
-		if cerr := f.close(); err == nil {
-			err = cerr
-		}
-	}()
-	if err := f.setup(wd.tick); err != nil {
-		return wd.check(err)
-	}
+	defer stopFarm(f, wd, &err)
 	c := costSince(m0, g.n)
 	if g.profile != "" {
 		if err := writeHeapProfile(g.profile); err != nil {
@@ -450,21 +468,11 @@ func newBusyThenIdleRig(im impl, n int, size int64) *busyThenIdleRig {
 }
 
 func (g *busyThenIdleRig) op() (err error) {
-	f, err := newFarm(g.im, g.n, farmStreams)
+	f, wd, m0, err := startFarm(g.im, g.n)
 	if err != nil {
 		return err
 	}
-	wd := startWatchdog(stallLimit, f)
-	m0 := memInUse()
-	defer func() {
-		wd.stop()
-		if cerr := f.close(); err == nil {
-			err = cerr
-		}
-	}()
-	if err := f.setup(wd.tick); err != nil {
-		return wd.check(err)
-	}
+	defer stopFarm(f, wd, &err)
 	idle := costSince(m0, g.n)
 	if g.profile != "" {
 		if err := writeHeapProfile(g.profile + "-before.pprof"); err != nil {
