@@ -122,3 +122,53 @@ func TestAutoTuneHoldsForSlowReader(t *testing.T) {
 		a.Reset()
 	})
 }
+
+// TestAutoTuneShareOfBudget: a stream grows to no more than an equal share
+// of half the MaxReceiveBuffer among the streams open at the time: a lone
+// stream up to half the budget, one of five up to a tenth of it, so that
+// the first stream to grow leaves room for the others (spec.md §4).
+func TestAutoTuneShareOfBudget(t *testing.T) {
+	const budget = 8 << 20
+	// sendAll moves total bytes from a to b and returns b's window after.
+	sendAll := func(t *testing.T, a, b *Stream, total int) uint32 {
+		go func() {
+			buf := make([]byte, 1<<20)
+			for sent := 0; sent < total; sent += len(buf) {
+				if _, err := a.Write(buf); err != nil {
+					return
+				}
+			}
+			a.CloseWrite()
+		}()
+		if n, err := io.Copy(io.Discard, onlyReader{b}); err != nil || n != int64(total) {
+			t.Fatalf("copied %d, %v; want %d", n, err, total)
+		}
+		return b.Stats().WindowSize
+	}
+	synctest.Test(t, func(t *testing.T) {
+		c1, c2, wait := delayedPipe(50 * time.Millisecond)
+		defer wait()
+		scfg := DefaultConfig()
+		scfg.MaxReceiveBuffer = budget
+		client, server := sessionsOver(t, c1, c2, nil, scfg)
+
+		a, b := streamPair(t, client, server)
+		if w := sendAll(t, a, b, 32<<20); w != budget/2 {
+			t.Fatalf("a lone stream's window grew to %d; want half the budget, %d", w, budget/2)
+		}
+		a.Close()
+		b.Close()
+		for server.NumStreams() != 0 { // its window back in the budget
+			time.Sleep(time.Millisecond)
+		}
+
+		for range 4 { // four idle streams, then a busy one: five open
+			streamPair(t, client, server)
+		}
+		a, b = streamPair(t, client, server)
+		share := uint32(budget / 2 / 5)
+		if w := sendAll(t, a, b, 16<<20); w != share {
+			t.Fatalf("one of five streams grew to %d; want its share, %d", w, share)
+		}
+	})
+}

@@ -52,8 +52,12 @@ type Config struct {
 
 	// MaxStreamWindowSize is the largest receive window a stream may grow to
 	// by auto-tuning, in bytes. Equal to InitialStreamWindowSize, it turns
-	// auto-tuning off (hashicorp/yamux's behaviour). Default 64 MiB (a
-	// 10 Gbit/s path at 50 ms needs 62.5 MB in flight); range
+	// auto-tuning off (hashicorp/yamux's behaviour). Default 256 MiB: a
+	// 10 Gbit/s path at 50 ms needs 62.5 MB in flight, and with credit
+	// returned at each quarter window only three quarters of a window are
+	// sure to be in flight; a stream grows past what it needs only while it
+	// reads that fast. Growth is also held to an equal share of half of
+	// MaxReceiveBuffer among the open streams (spec.md §4). Range
 	// 256 KiB..1 GiB.
 	MaxStreamWindowSize uint32
 
@@ -105,7 +109,7 @@ const (
 	defaultAcceptBacklog          = 256
 	defaultKeepAliveInterval      = 30 * time.Second
 	defaultConnectionWriteTimeout = 10 * time.Second
-	defaultMaxStreamWindowSize    = 64 << 20
+	defaultMaxStreamWindowSize    = 256 << 20
 	defaultStreamOpenTimeout      = 75 * time.Second
 	defaultStreamCloseTimeout     = 5 * time.Minute
 
@@ -120,7 +124,7 @@ const (
 
 // DefaultConfig returns the configuration used when a nil *Config is
 // passed: AcceptBacklog 256, keepalive on every 30s, ConnectionWriteTimeout
-// 10s, stream windows starting at 256 KiB and auto-tuned up to 64 MiB,
+// 10s, stream windows starting at 256 KiB and auto-tuned up to 256 MiB,
 // StreamOpenTimeout 75s, StreamCloseTimeout 5m, at most 1024 streams opened
 // by the peer and 512 MiB of receive windows in all, no logging.
 func DefaultConfig() *Config {

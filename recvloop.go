@@ -232,6 +232,7 @@ func (s *Session) incomingStream(id uint32) (*Stream, error) {
 	}
 	st := newStream(s, id, false)
 	s.streams[id] = st
+	s.nstreams.Add(1)
 	s.incoming++
 	s.accepts = append(s.accepts, st)
 	s.mu.Unlock()

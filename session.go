@@ -69,7 +69,8 @@ import (
 //   - owned by the receive loop, no lock: rd and scratch;
 //   - owned by the send loop, no lock: writeDeadline, quarterBytes,
 //     stallStart and the batch;
-//   - atomics: closed, rtt, budget, stats (standalone facts);
+//   - atomics: closed, rtt, budget, nstreams, stats (standalone facts;
+//     nstreams is written under mu, beside the streams map it counts);
 //   - sq has its own lock (sendqueue.go);
 //   - guarded by mu: everything below it.
 //
@@ -129,6 +130,7 @@ type Session struct {
 	interrupt atomic.Bool  // a writer asked the send loop's write to return (interruptWrite)
 	rtt       atomic.Int64 // last measured ping round trip, in nanoseconds
 	budget    atomic.Int64 // receive window bytes still unreserved (MaxReceiveBuffer)
+	nstreams  atomic.Int64 // len(streams), for growthCap without mu
 	stats     sessionCounters
 
 	mu             sync.Mutex
@@ -284,6 +286,7 @@ func (s *Session) newOutgoingStream() (*Stream, error) {
 	s.nextID += 2
 	st := newStream(s, id, true)
 	s.streams[id] = st
+	s.nstreams.Add(1)
 	return st, nil
 }
 
@@ -545,6 +548,7 @@ func (s *Session) forgetStream(st *Stream) {
 		return
 	}
 	delete(s.streams, st.id)
+	s.nstreams.Add(-1)
 	if !st.opened {
 		s.incoming--
 	}
@@ -587,3 +591,14 @@ func (s *Session) reserve(n uint32) bool {
 
 // release gives n bytes back to the MaxReceiveBuffer budget.
 func (s *Session) release(n uint32) { s.budget.Add(int64(n)) }
+
+// growthCap is the largest receive window a stream may grow to now:
+// MaxStreamWindowSize, and no more than an equal share of half the
+// MaxReceiveBuffer among the streams open now. A lone stream on a long
+// fat path may so use half the session's budget (spec.md §4), while the
+// first streams to grow cannot take what the streams opened next need for
+// their initial windows and their own growth.
+func (s *Session) growthCap() uint32 {
+	share := s.cfg.MaxReceiveBuffer / 2 / uint64(max(1, s.nstreams.Load()))
+	return uint32(min(uint64(s.cfg.MaxStreamWindowSize), share))
+}

@@ -128,7 +128,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 		// growth can be reserved (a forgotten stream's window went back).
 		b := growthBudget{st.sess} // MaxReceiveBuffer and the MemoryManager
 		rtt := time.Duration(st.sess.rtt.Load())
-		if c := st.in.consume(uint32(n), st.recv.size, time.Now(), rtt, st.sess.cfg.MaxStreamWindowSize, b); c > 0 {
+		if c := st.in.consume(uint32(n), st.recv.size, time.Now(), rtt, st.sess.growthCap(), b); c > 0 {
 			st.queueCreditLocked(c)
 		}
 	}

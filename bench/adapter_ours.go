@@ -8,7 +8,7 @@ import (
 )
 
 // oursMuxer is this module's yamux with DefaultConfig (AcceptBacklog 256,
-// keepalive 30s, stream windows 256 KiB auto-tuned up to 16 MiB,
+// keepalive 30s, stream windows 256 KiB auto-tuned up to 256 MiB,
 // MaxIncomingStreams 1024, MaxReceiveBuffer 512 MiB), except that a
 // scenario needing more streams than MaxIncomingStreams (10,000 idle
 // streams) raises it to o.streams, and MaxReceiveBuffer to two initial
