@@ -320,6 +320,43 @@ func TestOpenTimeoutIsAReset(t *testing.T) {
 	})
 }
 
+// TestOpenTimeoutDropsQueuedData: the RST of a stream whose ACK never
+// came goes ahead of its queued data, and that data is dropped, not sent
+// behind the RST: a Write waiting for it returns ErrStreamOpenTimeout at
+// the timeout, reporting nothing written, even while the connection is
+// stuck (before, it waited for the connection to drain, and then counted
+// as written bytes the peer drops).
+func TestOpenTimeoutDropsQueuedData(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := hostileConfig()
+		cfg.StreamOpenTimeout = time.Second
+		cfg.ConnectionWriteTimeout = time.Minute
+		p := newRawPeer(t, rawPeerOptions{cfg: cfg, sessionIsClient: true})
+		p.holdReads()
+		st, err := p.sess.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the send loop is stuck writing the SYN
+		start := time.Now()
+		n, err := st.Write(make([]byte, 100<<10))
+		if !errors.Is(err, ErrStreamOpenTimeout) || n != 0 {
+			t.Fatalf("Write = %d, %v; want 0, ErrStreamOpenTimeout", n, err)
+		}
+		if d := time.Since(start); d > cfg.StreamOpenTimeout {
+			t.Fatalf("Write returned after %v; want it at the open timeout (%v)", d, cfg.StreamOpenTimeout)
+		}
+		if got := st.Stats().BytesSent; got != 0 {
+			t.Fatalf("BytesSent = %d after the data was dropped; want 0", got)
+		}
+		p.releaseReads()
+		p.expect(rawWindowUpdate, rawSYN, st.StreamID(), 0)
+		p.expect(rawWindowUpdate, rawRST, st.StreamID(), 0)
+		p.sess.Close()
+		p.expectGoAway(uint32(GoAwayNormal)) // and no Data frame before it
+	})
+}
+
 // TestCloseWriteDoesNotWaitForBlockedWrite: a Write blocked on flow control
 // holds the stream's write lock; CloseWrite still returns at once, the FIN
 // follows the bytes that Write had already sent, and the Write fails.

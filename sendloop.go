@@ -479,6 +479,11 @@ func (s *Session) waitBy(st *Stream, f *outFrame, deadline time.Time, rest []*ou
 	}
 }
 
+// errFrameDropped is the result of a frame taken off the queue unwritten
+// because its stream was reset ahead of its data (sendQueue.dropQueued);
+// the waiting Write returns the stream's error instead.
+var errFrameDropped = errors.New("yamux: frame dropped by a reset")
+
 // errDetached is waitBy's word that the frames it was given were detached
 // (sendQueue.detach): they go out, but nobody waits for them.
 var errDetached = errors.New("yamux: frames detached")
@@ -511,8 +516,8 @@ func (s *Session) frameResult(f *outFrame, err error) error {
 // sendResult turns the send loop's result for a frame into what its waiter
 // returns.
 func (s *Session) sendResult(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || err == errFrameDropped {
+		return err
 	}
 	if cause := s.Err(); cause != nil {
 		return cause

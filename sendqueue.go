@@ -234,6 +234,19 @@ func (q *sendQueue) detach(st *Stream, fs []*outFrame) bool {
 	return true
 }
 
+// dropQueued removes st's data frames that the send loop has not taken,
+// for a stream reset ahead of its data: they would only follow the RST to a
+// peer that drops them.
+func (q *sendQueue) dropQueued(st *Stream) []*outFrame {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var dropped []*outFrame
+	for f := st.outq.pop(); f != nil; f = st.outq.pop() {
+		dropped = append(dropped, f)
+	}
+	return dropped
+}
+
 // drain removes every queued data frame, for a connection that failed.
 func (q *sendQueue) drain() []*outFrame {
 	q.mu.Lock()

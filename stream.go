@@ -285,6 +285,11 @@ func (w *pendingWrites) finish(st *Stream, err error) (int, error) {
 		}
 	}
 	w.queued = 0
+	if frameErr == errFrameDropped {
+		st.mu.Lock()
+		frameErr = st.writableLocked() // the reset's error
+		st.mu.Unlock()
+	}
 	if frameErr != nil {
 		return w.written, frameErr
 	}

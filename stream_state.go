@@ -237,6 +237,16 @@ func (st *Stream) applyLocked(e effect, err error) {
 		st.ctrl.rst = true
 		st.ctrl.credit = 0
 		st.listCtrlLocked()
+		// What we queued behind the RST never goes out: a Write waiting
+		// for it returns the stream's error now, not when (or if) a
+		// stuck connection drains, and reports none of it written.
+		for _, f := range st.sess.sq.dropQueued(st) {
+			if len(f.body) > 0 {
+				st.bytesSent -= uint64(len(f.body))
+				st.framesSent--
+			}
+			st.sess.finishFrame(f, errFrameDropped)
+		}
 	}
 	if e&effRSTInOrder != 0 {
 		st.sess.sq.pushData(st, st.sess.frames.get(encodeHeader(typeWindowUpdate, flagRST, st.id, st.rstCode), nil, false))
