@@ -14,6 +14,10 @@ import "time"
 // server's sessions live at once: a stack freed later than its neighbours
 // in memory leaves room the runtime cannot give back (measured, 4,000
 // pairs set up at once: 27 KB per idle pair at 100 ms, 34 KB at 1 s).
+// A session whose sends come back soon after its run ended (traffic in
+// bursts a second apart, say) would pay a goroutine start and a stack to
+// grow for every burst, so its next run stays through twice the quiet gap
+// it saw, up to maxSendLoopIdle (adaptLocked).
 // Every field is guarded by sendQueue.mu.
 type sendRun struct {
 	running bool // a run is going; set from the start of the final run on
@@ -27,18 +31,27 @@ type sendRun struct {
 	seenTakes uint64 // takes when the idle timer last looked
 	timer     *time.Timer
 	armed     bool // timer is pending
+
+	idle  time.Duration // this run's idle interval: sendLoopIdle, or longer (adaptLocked)
+	ended time.Time     // when the last run ended for want of work; zero before
 }
 
 // sendLoopIdle is how long a send loop stays parked without work before
-// its run ends: it exits between one and two of these after its last batch.
+// its run ends, unless adaptLocked lengthened it for the run: it exits
+// between one and two of its interval after its last batch.
 // Longer than the pauses of a busy conversation on a LAN (a round trip, an
 // RPC's service time; a longer pause costs one goroutine start), short
 // enough that a server's idle sessions hold no send goroutine.
 const sendLoopIdle = 100 * time.Millisecond
 
+// maxSendLoopIdle bounds the idle interval of a session whose sends came
+// back soon after its previous run ended: a session quiet for longer holds
+// its send goroutine no longer than two of these.
+const maxSendLoopIdle = 2 * time.Second
+
 // init readies q; start starts a send loop run.
 func (q *sendQueue) init(start func()) {
-	q.run = sendRun{wake: make(chan struct{}, 1), start: start}
+	q.run = sendRun{wake: make(chan struct{}, 1), start: start, idle: sendLoopIdle}
 }
 
 // unlockAndKick releases q.mu after work was queued and gets a send loop to
@@ -51,6 +64,9 @@ func (q *sendQueue) unlockAndKick() {
 	start := !r.running
 	wake := r.parked
 	r.running, r.parked = true, false
+	if start {
+		r.adaptLocked(time.Now())
+	}
 	q.mu.Unlock()
 	switch {
 	case start:
@@ -70,6 +86,24 @@ func (q *sendQueue) kick() {
 	q.unlockAndKick()
 }
 
+// adaptLocked sets the idle interval of the run about to start. The
+// session was quiet from its previous run's last batch, about that run's
+// idle interval before it ended, until now; if that was less than
+// maxSendLoopIdle, its traffic comes back at about that pace, and the new
+// run stays through twice the gap (at most maxSendLoopIdle). Otherwise the
+// interval is sendLoopIdle again.
+func (r *sendRun) adaptLocked(now time.Time) {
+	if r.ended.IsZero() {
+		return
+	}
+	quiet := now.Sub(r.ended) + r.idle
+	if quiet < maxSendLoopIdle {
+		r.idle = min(2*quiet, maxSendLoopIdle)
+	} else {
+		r.idle = sendLoopIdle
+	}
+}
+
 // parkLocked records that the loop is about to wait for work, and arms
 // the idle timer if it is not pending.
 func (q *sendQueue) parkLocked() {
@@ -81,9 +115,9 @@ func (q *sendQueue) parkLocked() {
 	r.armed = true
 	r.seenTakes = r.takes
 	if r.timer == nil {
-		r.timer = time.AfterFunc(sendLoopIdle, q.idleCheck)
+		r.timer = time.AfterFunc(r.idle, q.idleCheck)
 	} else {
-		r.timer.Reset(sendLoopIdle)
+		r.timer.Reset(r.idle)
 	}
 }
 
@@ -101,6 +135,7 @@ func (r *sendRun) endLocked() bool {
 		return false
 	}
 	r.exit, r.running = false, false
+	r.ended = time.Now()
 	return true
 }
 
@@ -124,7 +159,7 @@ func (q *sendQueue) idleCheck() {
 	case r.running:
 		r.armed = true
 		r.seenTakes = r.takes
-		r.timer.Reset(sendLoopIdle)
+		r.timer.Reset(r.idle)
 	}
 	q.mu.Unlock()
 }

@@ -13,8 +13,9 @@
 //
 // Goroutines: a session runs one goroutine that reads the connection (the
 // receive loop) and, only while it sends, one that writes it (the send
-// loop, which exits 100 to 200 ms after its last write and is started
-// again by the next frame); keepalive and the stream timers are timers,
+// loop, which exits 100 to 200 ms after its last write — 2 to 4 s for a
+// session whose writes come back within 2 s of going quiet — and is
+// started again by the next frame); keepalive and the stream timers are timers,
 // not goroutines, and there is no goroutine per stream. [Session.Close]
 // waits for both. Every method of Session and Stream is safe for
 // concurrent use.
