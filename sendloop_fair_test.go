@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -129,6 +130,62 @@ func TestSendLoopWritersTakeTurns(t *testing.T) {
 		}
 		if len(sent) != writers {
 			t.Fatalf("one stream sent all %d frames before %d of %d streams sent any (order %v)", frames, writers-len(sent), writers, ids)
+		}
+	})
+}
+
+// TestReadCreditGoesOutAtTheQuarter: the credit for the first quarter of a
+// window reaches the peer while the reader is still reading the rest of its
+// backlog, not once the reader has read it all and blocks. Without the
+// yield in Read, the send loop that the credit woke waits for the reader
+// to give up its processor (one processor makes that the scheduler's only
+// choice), and the peer sees no window until the backlog is gone.
+func TestReadCreditGoesOutAtTheQuarter(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const chunk = 32 << 10
+	synctest.Test(t, func(t *testing.T) {
+		c1, c2 := net.Pipe()
+		cli, err := Client(c1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		srv, err := Server(c2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		out, err := cli.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A whole window: the Write returns once it is on the connection,
+		// and the server holds it unread.
+		if _, err := out.Write(make([]byte, initialStreamWindow)); err != nil {
+			t.Fatal(err)
+		}
+		in, err := srv.AcceptStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if w := out.Stats().SendWindow; w != 0 {
+			t.Fatalf("send window %d after a whole window was written; want 0", w)
+		}
+		buf := make([]byte, chunk)
+		var windows []uint32 // the client's send window after each Read
+		for read := 0; read < int(initialStreamWindow); {
+			n, err := in.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			read += n
+			windows = append(windows, out.Stats().SendWindow)
+		}
+		// Credit is due at a quarter window (after the second Read of
+		// 32 KiB); it must be at the client before the last Read.
+		if windows[len(windows)-2] == 0 {
+			t.Fatalf("client's send window after each Read of the backlog: %v; want credit before the backlog was read", windows)
 		}
 	})
 }

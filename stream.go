@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -123,6 +124,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 		}
 	}
 	n := st.recv.read(p)
+	credited := false
 	if st.state.recv == halfOpen {
 		// An open receive half means the stream is still in the table, so
 		// growth can be reserved (a forgotten stream's window went back).
@@ -130,10 +132,28 @@ func (st *Stream) Read(p []byte) (int, error) {
 		rtt := time.Duration(st.sess.rtt.Load())
 		if c := st.in.consume(uint32(n), st.recv.size, time.Now(), rtt, st.sess.growthCap(), b); c > 0 {
 			st.queueCreditLocked(c)
+			credited = true
 		}
 	}
 	st.mu.Unlock()
 	stopTimer(timer)
+	if credited {
+		// Let the send loop write the credit now, not when this reader
+		// next blocks. Go puts the goroutine a wake-up readied (here the
+		// send loop) next in line on the waker's processor, to run when
+		// the waker blocks or yields, and a reader with a backlog does
+		// not block until it has read all of it: the credit for its
+		// first quarter then waited behind the other three, and the
+		// peer, out of window, behind that. With 64 streams on two
+		// processors, readers waited for a processor for milliseconds
+		// at a time, and the server's send loop, carrying every
+		// stream's credit, waited behind them: some streams sat at zero
+		// window for 5-20 ms while streams with larger windows took the
+		// connection (bench/README.md, "Stalled streams"). The yield
+		// also makes readers with backlogs take turns a quarter window
+		// at a time. It costs one scheduler pass per credit.
+		runtime.Gosched()
+	}
 	return n, nil
 }
 
