@@ -139,19 +139,13 @@ func (st *Stream) Read(p []byte) (int, error) {
 	stopTimer(timer)
 	if credited {
 		// Let the send loop write the credit now, not when this reader
-		// next blocks. Go puts the goroutine a wake-up readied (here the
-		// send loop) next in line on the waker's processor, to run when
-		// the waker blocks or yields, and a reader with a backlog does
-		// not block until it has read all of it: the credit for its
-		// first quarter then waited behind the other three, and the
-		// peer, out of window, behind that. With 64 streams on two
-		// processors, readers waited for a processor for milliseconds
-		// at a time, and the server's send loop, carrying every
-		// stream's credit, waited behind them: some streams sat at zero
-		// window for 5-20 ms while streams with larger windows took the
-		// connection (bench/README.md, "Stalled streams"). The yield
-		// also makes readers with backlogs take turns a quarter window
-		// at a time. It costs one scheduler pass per credit.
+		// next blocks: the send loop this credit woke runs next on our
+		// processor only when we block or yield, and a reader with a
+		// backlog does not block until it has read all of it, while the
+		// peer, out of window, waits for the credit (64 streams: some
+		// sat at zero window for 5-20 ms; bench/README.md, "Stalled
+		// streams"). Readers with backlogs so also take turns a quarter
+		// window at a time. One scheduler pass per credit.
 		runtime.Gosched()
 	}
 	return n, nil
