@@ -65,15 +65,7 @@ func TestAutoTuneGrowsOnLongLink(t *testing.T) {
 		client, server := sessionsOver(t, c1, c2, nil, nil)
 		a, b := streamPair(t, client, server)
 		const total = 32 << 20
-		go func() {
-			buf := make([]byte, 1<<20)
-			for sent := 0; sent < total; sent += len(buf) {
-				if _, err := a.Write(buf); err != nil {
-					return
-				}
-			}
-			a.CloseWrite()
-		}()
+		go sendThenClose(a, total)
 		start := time.Now()
 		n, err := io.Copy(io.Discard, onlyReader{b})
 		if err != nil || n != total {
@@ -131,15 +123,7 @@ func TestAutoTuneShareOfBudget(t *testing.T) {
 	const budget = 8 << 20
 	// sendAll moves total bytes from a to b and returns b's window after.
 	sendAll := func(t *testing.T, a, b *Stream, total int) uint32 {
-		go func() {
-			buf := make([]byte, 1<<20)
-			for sent := 0; sent < total; sent += len(buf) {
-				if _, err := a.Write(buf); err != nil {
-					return
-				}
-			}
-			a.CloseWrite()
-		}()
+		go sendThenClose(a, total)
 		if n, err := io.Copy(io.Discard, onlyReader{b}); err != nil || n != int64(total) {
 			t.Fatalf("copied %d, %v; want %d", n, err, total)
 		}

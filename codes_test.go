@@ -240,15 +240,7 @@ func TestMemoryManagerGrowth(t *testing.T) {
 			client, server := sessionsOver(t, c1, c2, nil, memConfig(m))
 			a, b := streamPair(t, client, server)
 			const total = 16 << 20
-			go func() {
-				buf := make([]byte, 1<<20)
-				for sent := 0; sent < total; sent += len(buf) {
-					if _, err := a.Write(buf); err != nil {
-						return
-					}
-				}
-				a.CloseWrite()
-			}()
+			go sendThenClose(a, total)
 			if n, err := io.Copy(io.Discard, onlyReader{b}); err != nil || n != total {
 				t.Fatalf("copied %d, %v; want %d", n, err, total)
 			}

@@ -108,3 +108,15 @@ func forEachTransport(t *testing.T, f func(t *testing.T, tr transport)) {
 		t.Run(tr.name, func(t *testing.T) { f(t, tr) })
 	}
 }
+
+// sendThenClose writes total bytes to a in 1 MiB writes, then half-closes
+// it; it stops at the first failed Write.
+func sendThenClose(a *Stream, total int) {
+	buf := make([]byte, 1<<20)
+	for sent := 0; sent < total; sent += len(buf) {
+		if _, err := a.Write(buf); err != nil {
+			return
+		}
+	}
+	a.CloseWrite()
+}
