@@ -138,22 +138,32 @@ func (s *Session) reserveInitial(n uint32) error {
 	return nil
 }
 
-// growthBudget is the budget (flow.go) a stream's window grows from: the
-// session's MaxReceiveBuffer, then the MemoryManager at growth priority.
+// growthBudget is the budget (flow.go) a stream's window grows from: at
+// most half of the session's MaxReceiveBuffer for all growth together (the
+// other half stays for initial windows), then MaxReceiveBuffer, then the
+// MemoryManager at growth priority.
 type growthBudget struct{ s *Session }
 
 func (b growthBudget) reserve(n uint32) bool {
+	if !b.s.reserveGrowth(n) {
+		return false
+	}
 	if !b.s.reserve(n) {
+		b.s.grown.Add(-int64(n))
 		return false
 	}
 	if err := b.s.reserveMemory(n, memPrioGrowth); err != nil {
 		b.s.release(n)
+		b.s.grown.Add(-int64(n))
 		return false
 	}
 	return true
 }
 
-func (b growthBudget) release(n uint32) { b.s.releaseWindow(n) }
+func (b growthBudget) release(n uint32) {
+	b.s.grown.Add(-int64(n))
+	b.s.releaseWindow(n)
+}
 
 // releaseWindow gives back a forgotten stream's window, to the budget and
 // to the MemoryManager.

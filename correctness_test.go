@@ -3,6 +3,7 @@ package yamux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -327,6 +328,17 @@ func TestOpenTimeoutIsAReset(t *testing.T) {
 // stuck (before, it waited for the connection to drain, and then counted
 // as written bytes the peer drops).
 func TestOpenTimeoutDropsQueuedData(t *testing.T) {
+	for _, closeMeanwhile := range []bool{false, true} {
+		t.Run(fmt.Sprint("close=", closeMeanwhile), func(t *testing.T) {
+			testOpenTimeoutDropsQueuedData(t, closeMeanwhile)
+		})
+	}
+}
+
+// testOpenTimeoutDropsQueuedData: with closeMeanwhile, the stream is
+// closed while the Write waits (its FIN queued behind the data); the Write
+// must still report the open timeout, not ErrStreamClosed.
+func testOpenTimeoutDropsQueuedData(t *testing.T, closeMeanwhile bool) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := hostileConfig()
 		cfg.StreamOpenTimeout = time.Second
@@ -339,9 +351,22 @@ func TestOpenTimeoutDropsQueuedData(t *testing.T) {
 		}
 		synctest.Wait() // the send loop is stuck writing the SYN
 		start := time.Now()
-		n, err := st.Write(make([]byte, 100<<10))
-		if !errors.Is(err, ErrStreamOpenTimeout) || n != 0 {
-			t.Fatalf("Write = %d, %v; want 0, ErrStreamOpenTimeout", n, err)
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			n, err := st.Write(make([]byte, 100<<10))
+			done <- result{n, err}
+		}()
+		synctest.Wait() // the Write waits for its frames
+		if closeMeanwhile {
+			st.Close()
+		}
+		r := <-done
+		if !errors.Is(r.err, ErrStreamOpenTimeout) || !errors.Is(r.err, ErrStreamReset) || r.n != 0 {
+			t.Fatalf("Write = %d, %v; want 0, ErrStreamOpenTimeout", r.n, r.err)
 		}
 		if d := time.Since(start); d > cfg.StreamOpenTimeout {
 			t.Fatalf("Write returned after %v; want it at the open timeout (%v)", d, cfg.StreamOpenTimeout)
@@ -353,7 +378,7 @@ func TestOpenTimeoutDropsQueuedData(t *testing.T) {
 		p.expect(rawWindowUpdate, rawSYN, st.StreamID(), 0)
 		p.expect(rawWindowUpdate, rawRST, st.StreamID(), 0)
 		p.sess.Close()
-		p.expectGoAway(uint32(GoAwayNormal)) // and no Data frame before it
+		p.expectGoAway(uint32(GoAwayNormal)) // and no Data frame (nor FIN) before it
 	})
 }
 

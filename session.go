@@ -13,7 +13,7 @@
 //
 // Goroutines: a session runs one goroutine that reads the connection (the
 // receive loop) and, only while it sends, one that writes it (the send
-// loop, which exits 100 to 200 ms after its last write — 2 to 4 s for a
+// loop, which exits 100 to 200 ms after its last write — up to 4 s for a
 // session whose writes come back within 2 s of going quiet — and is
 // started again by the next frame); keepalive and the stream timers are timers,
 // not goroutines, and there is no goroutine per stream. [Session.Close]
@@ -132,6 +132,7 @@ type Session struct {
 	rtt       atomic.Int64 // last measured ping round trip, in nanoseconds
 	budget    atomic.Int64 // receive window bytes still unreserved (MaxReceiveBuffer)
 	nstreams  atomic.Int64 // len(streams), for growthCap without mu
+	grown     atomic.Int64 // window bytes granted by growth beyond initial windows (reserveGrowth)
 	stats     sessionCounters
 
 	mu             sync.Mutex
@@ -467,6 +468,7 @@ func (s *Session) shutdown(cause error, code GoAwayCode, sendGoAway bool) {
 		streams = append(streams, st)
 	}
 	clear(s.streams)
+	s.nstreams.Store(0)
 	clear(s.accepts)
 	s.accepts, s.acceptHead = nil, 0
 	if s.keepaliveTimer != nil {
@@ -569,6 +571,7 @@ func (s *Session) forgetStream(st *Stream) {
 	token := st.synToken
 	st.synToken = false
 	st.mu.Unlock()
+	s.grown.Add(-int64(window - s.cfg.InitialStreamWindowSize))
 	s.releaseWindow(window)
 	if token {
 		<-s.synSem
@@ -590,15 +593,33 @@ func (s *Session) reserve(n uint32) bool {
 	}
 }
 
+// reserveGrowth takes n bytes of the growth allowance, half of
+// MaxReceiveBuffer for the growth of all streams together, or reports that
+// there is not enough left: the other half always stays for the initial
+// windows of the streams opened next.
+func (s *Session) reserveGrowth(n uint32) bool {
+	limit := int64(s.cfg.MaxReceiveBuffer / 2)
+	for {
+		g := s.grown.Load()
+		if g+int64(n) > limit {
+			return false
+		}
+		if s.grown.CompareAndSwap(g, g+int64(n)) {
+			return true
+		}
+	}
+}
+
 // release gives n bytes back to the MaxReceiveBuffer budget.
 func (s *Session) release(n uint32) { s.budget.Add(int64(n)) }
 
 // growthCap is the largest receive window a stream may grow to now:
 // MaxStreamWindowSize, and no more than an equal share of half the
 // MaxReceiveBuffer among the streams open now. A lone stream on a long
-// fat path may so use half the session's budget (spec.md §4), while the
-// first streams to grow cannot take what the streams opened next need for
-// their initial windows and their own growth.
+// fat path may so use half the session's budget (spec.md §4), and streams
+// that grow at once get equal windows. Windows do not shrink, so the share
+// alone would let streams that grew one after another take the whole
+// budget; reserveGrowth bounds their sum.
 func (s *Session) growthCap() uint32 {
 	share := s.cfg.MaxReceiveBuffer / 2 / uint64(max(1, s.nstreams.Load()))
 	return uint32(min(uint64(s.cfg.MaxStreamWindowSize), share))

@@ -301,8 +301,11 @@ func (w *pendingWrites) finish(st *Stream, err error) (int, error) {
 	w.queued = 0
 	if frameErr == errFrameDropped {
 		st.mu.Lock()
-		frameErr = st.writableLocked() // the reset's error
+		frameErr = st.err // the reset's (ErrStreamOpenTimeout), even after a Close
 		st.mu.Unlock()
+		if frameErr == nil {
+			frameErr = ErrStreamReset
+		}
 	}
 	if frameErr != nil {
 		return w.written, frameErr
