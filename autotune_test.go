@@ -122,11 +122,8 @@ func TestAutoTuneHoldsForSlowReader(t *testing.T) {
 func TestAutoTuneShareOfBudget(t *testing.T) {
 	const budget = 8 << 20
 	synctest.Test(t, func(t *testing.T) {
-		c1, c2, wait := delayedPipe(50 * time.Millisecond)
+		client, server, wait := budgetLinkPair(t, budget)
 		defer wait()
-		scfg := DefaultConfig()
-		scfg.MaxReceiveBuffer = budget
-		client, server := sessionsOver(t, c1, c2, nil, scfg)
 
 		a, b := streamPair(t, client, server)
 		if w := sendAll(t, a, b, 32<<20); w != budget/2 {
@@ -169,11 +166,8 @@ func sendAll(t *testing.T, a, b *Stream, total int) uint32 {
 func TestAutoTuneGrowthLeavesHalf(t *testing.T) {
 	const budget = 8 << 20
 	synctest.Test(t, func(t *testing.T) {
-		c1, c2, wait := delayedPipe(50 * time.Millisecond)
+		client, server, wait := budgetLinkPair(t, budget)
 		defer wait()
-		scfg := DefaultConfig()
-		scfg.MaxReceiveBuffer = budget
-		client, server := sessionsOver(t, c1, c2, nil, scfg)
 		var grown uint32
 		for range 3 {
 			a, b := streamPair(t, client, server)
@@ -190,4 +184,15 @@ func TestAutoTuneGrowthLeavesHalf(t *testing.T) {
 			t.Fatalf("%d of %d streams opened after the growth were refused; want none", r, later)
 		}
 	})
+}
+
+// budgetLinkPair is a session pair over a 100 ms round trip whose server
+// has a MaxReceiveBuffer of budget bytes; wait tears the link down.
+func budgetLinkPair(t *testing.T, budget uint64) (client, server *Session, wait func()) {
+	t.Helper()
+	c1, c2, wait := delayedPipe(50 * time.Millisecond)
+	scfg := DefaultConfig()
+	scfg.MaxReceiveBuffer = budget
+	client, server = sessionsOver(t, c1, c2, nil, scfg)
+	return client, server, wait
 }
