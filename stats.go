@@ -75,7 +75,7 @@ type StreamStats struct {
 	SendWindow                 uint32 // bytes we may still send now
 	ReceiveWindow              uint32 // bytes the peer may still send now
 	WindowSize                 uint32 // the receive window we aim for (auto-tuned)
-	MaxWindowSize              uint32 // Config.MaxStreamWindowSize
+	MaxWindowSize              uint32 // Config.MaxStreamWindowSize (growth may stop earlier: the budget share, spec.md §4)
 }
 
 // Stats returns a snapshot of the stream's counters and windows.
