@@ -160,11 +160,6 @@ func (b growthBudget) reserve(n uint32) bool {
 	return true
 }
 
-func (b growthBudget) release(n uint32) {
-	b.s.grown.Add(-int64(n))
-	b.s.releaseWindow(n)
-}
-
 // releaseWindow gives back a forgotten stream's window, to the budget and
 // to the MemoryManager.
 func (s *Session) releaseWindow(n uint32) {

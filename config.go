@@ -82,12 +82,12 @@ type Config struct {
 	// in bytes: the most unread data the peer can ever make this session
 	// hold. Each stream reserves its window (256 KiB at first) when it is
 	// opened or accepted, and auto-tuning grows a window only while the
-	// budget allows, a stream to no more than its share of half of it and
-	// all streams together by no more than half of it (spec.md §4). A SYN that finds no room is refused with RST; our
-	// OpenStream then fails with [ErrReceiveBufferFull]. A peer that sends
-	// beyond a window breaks the protocol. Default 512 MiB (MaxIncomingStreams
-	// at the initial window is half of it); range
-	// InitialStreamWindowSize..1<<40.
+	// budget allows: a stream to no more than its share of half of it, all
+	// streams together by no more than half of it (spec.md §4). A SYN that
+	// finds no room is refused with RST; our OpenStream then fails with
+	// [ErrReceiveBufferFull]. A peer that sends beyond a window breaks the
+	// protocol. Default 512 MiB (MaxIncomingStreams at the initial window is
+	// half of it); range InitialStreamWindowSize..1<<40.
 	MaxReceiveBuffer uint64
 
 	// MemoryManager, if set, is asked for every receive window on top of

@@ -12,12 +12,13 @@ import (
 // so that every rule is unit-tested from a table (flow_test.go). The
 // stream holds them under Stream.mu.
 
-// budget is where a receive window's bytes are reserved: the session's
-// MaxReceiveBuffer. reserve takes n bytes or reports that there are not
-// enough; release gives n back.
+// budget is where a receive window's growth is reserved (growthBudget:
+// the session's MaxReceiveBuffer). reserve takes n bytes or reports that
+// there are not enough. Nothing here gives bytes back: a window never
+// shrinks, and the session releases a stream's whole window when it
+// forgets the stream.
 type budget interface {
 	reserve(n uint32) bool
-	release(n uint32)
 }
 
 // inflow is the receive side of a stream's window: what the peer may still

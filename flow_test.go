@@ -18,8 +18,6 @@ func (b *fakeBudget) reserve(n uint32) bool {
 	return true
 }
 
-func (b *fakeBudget) release(n uint32) { b.left += n }
-
 func TestInflowTake(t *testing.T) {
 	f := newInflow(100)
 	if err := f.take(60); err != nil {

@@ -64,9 +64,9 @@ func (b *sendBatch) idle() {
 // the session sends: a run ends after its idle interval without work
 // (sendLoopIdle, or longer for a session whose sends keep coming back),
 // holding nothing, and the next frame queued starts a new one
-// (sendrun.go), so an idle session has no send goroutine. Runs never overlap. The final run,
-// after the session ended, writes what is still queued and the final
-// GoAway, then closes the connection.
+// (sendrun.go), so an idle session has no send goroutine. Runs never
+// overlap. The final run, after the session ended, writes what is still
+// queued and the final GoAway, then closes the connection.
 func (s *Session) sendLoop() {
 	b := batches.Get().(*sendBatch)
 	for {
@@ -458,8 +458,8 @@ func (s *Session) waitBy(st *Stream, f *outFrame, deadline time.Time, rest []*ou
 	// left of f and lets us go (releaseAbandoned). (Or f was dropped with
 	// an open timeout's RST, sendQueue.dropQueued: then its result is
 	// waiting in f.done, the interrupt costs the send loop one needless
-	// re-arm, and f is left to the collector instead of the pool.) Over TLS the batch
-	// holds a copy of f already (or will have one at once): then we go
+	// re-arm, and f is left to the collector instead of the pool.) Over
+	// TLS the batch holds a copy of f already (or will have one at once): then we go
 	// without waiting. Neither side recycles an abandoned frame: the send
 	// loop may still hold it in its batch while we read its result.
 	f.abandon.Store(true)

@@ -5,8 +5,9 @@ import "time"
 // sendRun keeps the send loop's goroutine only while the session sends:
 // the loop parks between batches, and once it has taken nothing for a
 // whole idle interval (sendLoopIdle, or longer: adaptLocked) its run ends
-// and the goroutine exits, holding nothing. The next frame queued starts a new run. Ending the run at the
-// first empty queue instead would cost every round trip a goroutine start,
+// and the goroutine exits, holding nothing. The next frame queued starts a
+// new run. Ending the run at the first empty queue instead would cost
+// every round trip a goroutine start,
 // and each new goroutine grows its stack again to write (measured: a
 // quarter slower ping-pong); waiting an idle interval costs one timer
 // firing per interval while the session is active, and nothing at rest.

@@ -15,9 +15,9 @@
 // receive loop) and, only while it sends, one that writes it (the send
 // loop, which exits 100 to 200 ms after its last write — up to 4 s for a
 // session whose writes come back within 2 s of going quiet — and is
-// started again by the next frame); keepalive and the stream timers are timers,
-// not goroutines, and there is no goroutine per stream. [Session.Close]
-// waits for both. Every method of Session and Stream is safe for
+// started again by the next frame); keepalive and the stream timers are
+// timers, not goroutines, and there is no goroutine per stream.
+// [Session.Close] waits for both. Every method of Session and Stream is safe for
 // concurrent use.
 //
 // What an idle session holds, for sizing a server (measured with 10 idle

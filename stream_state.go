@@ -489,7 +489,6 @@ func (st *Stream) addSendWindow(delta uint32, fl flags) error {
 type noBudget struct{}
 
 func (noBudget) reserve(uint32) bool { return false }
-func (noBudget) release(uint32)      {}
 
 func freeChunks(chunks []chunk) {
 	for _, c := range chunks {
