@@ -351,15 +351,7 @@ func testOpenTimeoutDropsQueuedData(t *testing.T, closeMeanwhile bool) {
 		}
 		synctest.Wait() // the send loop is stuck writing the SYN
 		start := time.Now()
-		type result struct {
-			n   int
-			err error
-		}
-		done := make(chan result, 1)
-		go func() {
-			n, err := st.Write(make([]byte, 100<<10))
-			done <- result{n, err}
-		}()
+		done := writeAsync(st, make([]byte, 100<<10))
 		synctest.Wait() // the Write waits for its frames
 		if closeMeanwhile {
 			st.Close()
@@ -393,15 +385,7 @@ func TestCloseWriteDoesNotWaitForBlockedWrite(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		type result struct {
-			n   int
-			err error
-		}
-		wrote := make(chan result, 1)
-		go func() {
-			n, err := st.Write(make([]byte, 2*rawInitialWindow)) // half of it fits the window
-			wrote <- result{n, err}
-		}()
+		wrote := writeAsync(st, make([]byte, 2*rawInitialWindow)) // half of it fits the window
 		p.expect(rawWindowUpdate, rawSYN, st.StreamID(), 0)
 		synctest.Wait() // the Write waits for window
 		start := time.Now()

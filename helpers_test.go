@@ -120,3 +120,20 @@ func sendThenClose(a *Stream, total int) {
 	}
 	a.CloseWrite()
 }
+
+// writeResult is what a Write returned.
+type writeResult struct {
+	n   int
+	err error
+}
+
+// writeAsync starts st.Write(p) in a goroutine and returns the channel its
+// result arrives on.
+func writeAsync(st *Stream, p []byte) <-chan writeResult {
+	done := make(chan writeResult, 1)
+	go func() {
+		n, err := st.Write(p)
+		done <- writeResult{n, err}
+	}()
+	return done
+}

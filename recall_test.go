@@ -23,15 +23,7 @@ func TestRecallNeverSendsFINWithoutItsBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		st.SetWriteDeadline(time.Now().Add(time.Second))
-		type res struct {
-			n   int
-			err error
-		}
-		done := make(chan res, 1)
-		go func() {
-			n, err := st.Write(make([]byte, 100<<10))
-			done <- res{n, err}
-		}()
+		done := writeAsync(st, make([]byte, 100<<10))
 		synctest.Wait() // the Write's frame is queued, its window taken
 		if err := st.CloseWrite(); err != nil {
 			t.Fatal(err)

@@ -145,16 +145,7 @@ func TestReadCreditGoesOutAtTheQuarter(t *testing.T) {
 	const chunk = 32 << 10
 	synctest.Test(t, func(t *testing.T) {
 		c1, c2 := net.Pipe()
-		cli, err := Client(c1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cli.Close()
-		srv, err := Server(c2, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
+		cli, srv := sessionsOver(t, c1, c2, nil, nil)
 		out, err := cli.OpenStream(context.Background())
 		if err != nil {
 			t.Fatal(err)

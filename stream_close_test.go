@@ -147,15 +147,7 @@ func TestCloseCreditsUnreadData(t *testing.T) {
 		cfg.StreamCloseTimeout = 0
 		client, server := sessionPair(t, transports[0], cfg, cfg)
 		a, b := streamPair(t, client, server)
-		type result struct {
-			n   int
-			err error
-		}
-		wrote := make(chan result, 1)
-		go func() {
-			n, err := a.Write(make([]byte, 4*rawInitialWindow))
-			wrote <- result{n, err}
-		}()
+		wrote := writeAsync(a, make([]byte, 4*rawInitialWindow))
 		synctest.Wait() // b holds a whole window that nobody reads
 		if s := a.Stats(); s.SendWindow != 0 {
 			t.Fatalf("writer's send window is %d; want 0 before Close", s.SendWindow)
