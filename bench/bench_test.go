@@ -59,7 +59,7 @@ func perSecond(b *testing.B, n int) float64 {
 // BenchmarkBulk is scenario 1: one stream, bulkVolume per op in writes of
 // 32 KiB or 1 MiB. MB/s is the stream's throughput.
 func BenchmarkBulk(b *testing.B) {
-	for _, im := range impls() {
+	for _, im := range withShape() {
 		for _, size := range []int{32 << 10, 1 << 20} {
 			b.Run(fmt.Sprintf("impl=%s/size=%s", im.name(), sizeName(int64(size))), func(b *testing.B) {
 				g, err := newBulkRig(im, size, bulkVolume)
@@ -188,7 +188,7 @@ func BenchmarkMessage(b *testing.B) {
 // BenchmarkPingPong is scenario 4: 64 B messages echoed on one stream; an
 // op is one round trip.
 func BenchmarkPingPong(b *testing.B) {
-	for _, im := range impls() {
+	for _, im := range withShape() {
 		b.Run(fmt.Sprintf("impl=%s/size=64B", im.name()), func(b *testing.B) {
 			g, err := newPingPongRig(im, 64)
 			if err != nil {

@@ -206,3 +206,34 @@ func smokeImpl(t *testing.T, im impl) {
 		}
 	})
 }
+
+// TestShapeSmoke runs the scenarios the diagnostic shapeTCP takes part in
+// (BENCH_SHAPE=1): bulk in both sizes, and ping-pong.
+func TestShapeSmoke(t *testing.T) {
+	for _, size := range []int{32 << 10, 1 << 20} {
+		g, err := newBulkRig(shapeTCP{}, size, 2<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := g.op(); err != nil {
+				t.Errorf("bulk size=%d: %v", size, err)
+			}
+		}
+		if err := g.close(); err != nil {
+			t.Errorf("bulk close: %v", err)
+		}
+	}
+	g, err := newPingPongRig(shapeTCP{}, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if err := g.op(); err != nil {
+			t.Fatalf("ping-pong: %v", err)
+		}
+	}
+	if err := g.close(); err != nil {
+		t.Errorf("ping-pong close: %v", err)
+	}
+}
