@@ -61,9 +61,12 @@ func readHeader(r io.Reader, h *header) error {
 // implements writev) it uses net.Buffers for a vectored write; elsewhere it
 // writes segment by segment and loops on short writes, which a plain
 // io.Writer may legally return only with an error but some wrappers return
-// without one.
+// without one. A single segment (a batch of control frames and small
+// payloads, all copied into the batch buffer) goes out with Write even
+// where writev exists: write(2) costs less than writev(2) of one iovec
+// and skips net.Buffers' bookkeeping (ping-pong +3%, bench/README.md).
 func writeAll(w io.Writer, bufs *net.Buffers, vectored bool) (int64, error) {
-	if vectored {
+	if vectored && len(*bufs) > 1 {
 		return bufs.WriteTo(w)
 	}
 	var total int64
