@@ -20,6 +20,10 @@ func (oursMuxer) name() string { return "ours" }
 
 func (oursMuxer) config(o options) *yamux.Config {
 	cfg := yamux.DefaultConfig()
+	if kib := envInt("BENCH_OURS_MAX_WINDOW_KIB", 0); kib > 0 {
+		// A diagnostic: README.md, "Window size and the cost per byte".
+		cfg.MaxStreamWindowSize = uint32(kib) << 10
+	}
 	if o.streams > cfg.MaxIncomingStreams {
 		cfg.MaxIncomingStreams = o.streams
 		cfg.MaxReceiveBuffer = max(cfg.MaxReceiveBuffer, 2*uint64(o.streams)*uint64(cfg.InitialStreamWindowSize))
