@@ -2,7 +2,10 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"os"
+	"strconv"
 
 	yamux "github.com/d5da5f0f/yamux"
 )
@@ -16,13 +19,29 @@ import (
 // window once.
 type oursMuxer struct{}
 
+// oursMaxWindowKiB is BENCH_OURS_MAX_WINDOW_KIB, a diagnostic (README.md,
+// "Window size and the cost per byte"): our MaxStreamWindowSize in KiB for
+// every rig, muxperf and the resumable adapter included; 0 when unset. A
+// value that is set but not a window yamux accepts stops the run at once,
+// so that a mistyped cap never passes for a measured one.
+var oursMaxWindowKiB = func() int {
+	v, ok := os.LookupEnv("BENCH_OURS_MAX_WINDOW_KIB")
+	if !ok || v == "" {
+		return 0
+	}
+	kib, err := strconv.Atoi(v)
+	if err != nil || kib < 256 || kib > 1<<20 {
+		panic(fmt.Sprintf("BENCH_OURS_MAX_WINDOW_KIB=%q: want KiB from 256 to 1048576", v))
+	}
+	return kib
+}()
+
 func (oursMuxer) name() string { return "ours" }
 
 func (oursMuxer) config(o options) *yamux.Config {
 	cfg := yamux.DefaultConfig()
-	if kib := envInt("BENCH_OURS_MAX_WINDOW_KIB", 0); kib > 0 {
-		// A diagnostic: README.md, "Window size and the cost per byte".
-		cfg.MaxStreamWindowSize = uint32(kib) << 10
+	if oursMaxWindowKiB > 0 {
+		cfg.MaxStreamWindowSize = uint32(oursMaxWindowKiB) << 10
 	}
 	if o.streams > cfg.MaxIncomingStreams {
 		cfg.MaxIncomingStreams = o.streams

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 )
 
 // shapeTCP is a diagnostic, not a multiplexer: raw TCP (one connection per
@@ -41,8 +42,9 @@ func withShape() []impl {
 }
 
 // shapeReadSize is the reader goroutine's buffer, and shapeQueue how many
-// filled buffers it may hold unread (4 × 64 KiB: the 256 KiB a yamux
-// stream's initial window allows).
+// filled buffers it may queue for Read (4 × 64 KiB, about the 256 KiB a
+// yamux stream's initial window allows; with the one Read is copying out
+// of and the one being filled, up to 6 exist).
 const (
 	shapeReadSize = 64 << 10
 	shapeQueue    = 4
@@ -58,18 +60,22 @@ type shapeResult struct {
 	err error
 }
 
-// shapeConn is one end of a shapeTCP connection.
+// shapeConn is one end of a shapeTCP connection. Writes are serialised
+// (one result channel), and so are Reads; read deadlines are not supported
+// (the reader goroutine reads without one), which no rig uses.
 type shapeConn struct {
 	net.Conn
-	writes chan shapeWrite // to the writer goroutine
-	done   chan shapeResult
-	reads  chan []byte // filled buffers from the reader goroutine
-	free   chan []byte // buffers Read has emptied, back to the reader
-	cur    []byte      // what Read has not copied out of the buffer it holds
-	held   []byte      // that buffer, whole
-	rerr   error       // the reader goroutine's error, once reads is closed
-	quit   chan struct{}
-	once   sync.Once
+	writeMu sync.Mutex
+	readMu  sync.Mutex
+	writes  chan shapeWrite // to the writer goroutine
+	done    chan shapeResult
+	reads   chan []byte // filled buffers from the reader goroutine
+	free    chan []byte // buffers Read has emptied, back to the reader
+	cur     []byte      // what Read has not copied out of the buffer it holds
+	held    []byte      // that buffer, whole
+	rerr    error       // the reader goroutine's error, once reads is closed
+	quit    chan struct{}
+	once    sync.Once
 }
 
 func newShapeConn(c net.Conn) *shapeConn {
@@ -126,6 +132,8 @@ func (sc *shapeConn) reader() {
 }
 
 func (sc *shapeConn) Write(p []byte) (int, error) {
+	sc.writeMu.Lock()
+	defer sc.writeMu.Unlock()
 	select {
 	case sc.writes <- shapeWrite{p, sc.done}:
 	case <-sc.quit:
@@ -136,6 +144,8 @@ func (sc *shapeConn) Write(p []byte) (int, error) {
 }
 
 func (sc *shapeConn) Read(p []byte) (int, error) {
+	sc.readMu.Lock()
+	defer sc.readMu.Unlock()
 	if len(sc.cur) == 0 {
 		if sc.held != nil {
 			sc.free <- sc.held
@@ -144,7 +154,7 @@ func (sc *shapeConn) Read(p []byte) (int, error) {
 		buf, ok := <-sc.reads
 		if !ok {
 			if sc.rerr == nil {
-				return 0, errors.New("tcp-shape: closed")
+				return 0, net.ErrClosed // closed here, not by the peer
 			}
 			return 0, sc.rerr
 		}
@@ -154,6 +164,11 @@ func (sc *shapeConn) Read(p []byte) (int, error) {
 	sc.cur = sc.cur[n:]
 	return n, nil
 }
+
+// SetReadDeadline and SetDeadline are not supported: see shapeConn.
+func (sc *shapeConn) SetReadDeadline(time.Time) error { return errors.ErrUnsupported }
+
+func (sc *shapeConn) SetDeadline(time.Time) error { return errors.ErrUnsupported }
 
 func (sc *shapeConn) Close() error {
 	sc.once.Do(func() { close(sc.quit) })

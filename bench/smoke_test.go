@@ -213,7 +213,7 @@ func TestShapeSmoke(t *testing.T) {
 	for _, size := range []int{32 << 10, 1 << 20} {
 		g, err := newBulkRig(shapeTCP{}, size, 2<<20)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("bulk size=%d: %v", size, err)
 		}
 		for range 2 {
 			if err := g.op(); err != nil {
@@ -228,12 +228,14 @@ func TestShapeSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		if err := g.close(); err != nil {
+			t.Errorf("ping-pong close: %v", err)
+		}
+	}()
 	for range 100 {
 		if err := g.op(); err != nil {
 			t.Fatalf("ping-pong: %v", err)
 		}
-	}
-	if err := g.close(); err != nil {
-		t.Errorf("ping-pong close: %v", err)
 	}
 }
