@@ -144,6 +144,8 @@ func (s *Session) reserveInitial(n uint32) error {
 // MemoryManager at growth priority.
 type growthBudget struct{ s *Session }
 
+func (b growthBudget) limit() uint32 { return b.s.growthCap() }
+
 func (b growthBudget) reserve(n uint32) bool {
 	if !b.s.reserveGrowth(n) {
 		return false

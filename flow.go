@@ -13,11 +13,13 @@ import (
 // stream holds them under Stream.mu.
 
 // budget is where a receive window's growth is reserved (growthBudget:
-// the session's MaxReceiveBuffer). reserve takes n bytes or reports that
-// there are not enough. Nothing here gives bytes back: a window never
-// shrinks, and the session releases a stream's whole window when it
-// forgets the stream.
+// the session's MaxReceiveBuffer). limit is the largest window growth may
+// reach now (asked only when a credit is due, not on every Read); reserve
+// takes n bytes or reports that there are not enough. Nothing here gives
+// bytes back: a window never shrinks, and the session releases a stream's
+// whole window when it forgets the stream.
 type budget interface {
+	limit() uint32
 	reserve(n uint32) bool
 }
 
@@ -52,16 +54,16 @@ func (f *inflow) take(n uint32) error {
 // buffered) and reads at least a quarter window per round trip (what it
 // read since the previous credit, over the time since then), the window,
 // not the reader, limits the stream: it grows to twice its size, up to
-// max, with the growth reserved from b and added to the credit
+// b.limit(), with the growth reserved from b and added to the credit
 // (auto-tuning, spec.md §4).
-func (f *inflow) consume(n uint32, buffered int, now time.Time, rtt time.Duration, max uint32, b budget) uint32 {
+func (f *inflow) consume(n uint32, buffered int, now time.Time, rtt time.Duration, b budget) uint32 {
 	f.unacked += n
 	if f.unacked < f.size/4 {
 		return 0
 	}
 	var growth uint32
 	if buffered <= int(f.size/8) {
-		growth = f.tune(f.unacked, now, rtt, max, b)
+		growth = f.tune(f.unacked, now, rtt, b)
 	}
 	credit := f.unacked + growth
 	f.unacked = 0
@@ -75,10 +77,14 @@ func (f *inflow) consume(n uint32, buffered int, now time.Time, rtt time.Duratio
 // epoch, so growth needs a fast reader throughout. The rate, not the time
 // alone, is tested: a reader that gets a whole window in one Read per
 // round trip is as fast as one that reads it in four.
-func (f *inflow) tune(read uint32, now time.Time, rtt time.Duration, max uint32, b budget) uint32 {
+func (f *inflow) tune(read uint32, now time.Time, rtt time.Duration, b budget) uint32 {
 	prev := f.epoch
 	f.epoch = now
-	if rtt <= 0 || prev.IsZero() || f.size >= max {
+	if rtt <= 0 || prev.IsZero() {
+		return 0
+	}
+	max := b.limit()
+	if f.size >= max {
 		return 0
 	}
 	if float64(read)*4*rtt.Seconds() < float64(f.size)*now.Sub(prev).Seconds() {

@@ -7,8 +7,10 @@ import (
 	"time"
 )
 
-// fakeBudget is a budget with left bytes.
-type fakeBudget struct{ left uint32 }
+// fakeBudget is a budget with left bytes, for windows up to max.
+type fakeBudget struct{ left, max uint32 }
+
+func (b *fakeBudget) limit() uint32 { return b.max }
 
 func (b *fakeBudget) reserve(n uint32) bool {
 	if n > b.left {
@@ -64,8 +66,8 @@ func TestInflowConsume(t *testing.T) {
 		f := newInflow(c.size)
 		f.epoch = c.epoch
 		f.avail = 0
-		b := &fakeBudget{left: c.budget}
-		credit := f.consume(c.consumed, c.buffered, c.now, rtt, c.max, b)
+		b := &fakeBudget{left: c.budget, max: c.max}
+		credit := f.consume(c.consumed, c.buffered, c.now, rtt, b)
 		if credit != c.credit || f.size != c.size2 {
 			t.Errorf("%s: credit %d, size %d; want %d, %d", c.name, credit, f.size, c.credit, c.size2)
 		}
@@ -84,7 +86,7 @@ func TestInflowNoRTTNoTuning(t *testing.T) {
 	f := newInflow(1000)
 	now := time.Unix(1000, 0)
 	f.epoch = now
-	if c := f.consume(500, 0, now.Add(time.Millisecond), 0, 4000, &fakeBudget{left: 1 << 20}); c != 500 || f.size != 1000 {
+	if c := f.consume(500, 0, now.Add(time.Millisecond), 0, &fakeBudget{left: 1 << 20, max: 4000}); c != 500 || f.size != 1000 {
 		t.Fatalf("credit %d, size %d; want 500, 1000", c, f.size)
 	}
 }
@@ -94,7 +96,7 @@ func TestInflowNoRTTNoTuning(t *testing.T) {
 func TestInflowDiscard(t *testing.T) {
 	f := newInflow(1000)
 	f.take(700)
-	f.consume(200, 500, time.Unix(1, 0), 0, 1000, noBudget{}) // below a quarter: no credit
+	f.consume(200, 500, time.Unix(1, 0), 0, noBudget{}) // below a quarter: no credit
 	if c := f.discard(500); c != 700 || f.avail != 1000 || f.unacked != 0 {
 		t.Fatalf("discard credit %d, avail %d, unacked %d; want 700, 1000, 0", c, f.avail, f.unacked)
 	}

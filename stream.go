@@ -128,9 +128,9 @@ func (st *Stream) Read(p []byte) (int, error) {
 	if st.state.recv == halfOpen {
 		// An open receive half means the stream is still in the table, so
 		// growth can be reserved (a forgotten stream's window went back).
-		b := growthBudget{st.sess} // MaxReceiveBuffer and the MemoryManager
+		b := growthBudget{st.sess} // growthCap, MaxReceiveBuffer and the MemoryManager
 		rtt := time.Duration(st.sess.rtt.Load())
-		if c := st.in.consume(uint32(n), st.recv.size, time.Now(), rtt, st.sess.growthCap(), b); c > 0 {
+		if c := st.in.consume(uint32(n), st.recv.size, time.Now(), rtt, b); c > 0 {
 			st.queueCreditLocked(c)
 			credited = true
 		}

@@ -456,7 +456,7 @@ func (st *Stream) deliver(chunks []chunk, small []byte, n uint32, fl flags) {
 			}
 		case e&effCredit != 0:
 			freeChunks(chunks)
-			if c := st.in.consume(n, 0, time.Time{}, 0, 0, noBudget{}); c > 0 {
+			if c := st.in.consume(n, 0, time.Time{}, 0, noBudget{}); c > 0 {
 				st.queueCreditLocked(c)
 			}
 		default:
@@ -488,6 +488,7 @@ func (st *Stream) addSendWindow(delta uint32, fl flags) error {
 // noBudget refuses every reservation: for a window that must not grow.
 type noBudget struct{}
 
+func (noBudget) limit() uint32       { return 0 }
 func (noBudget) reserve(uint32) bool { return false }
 
 func freeChunks(chunks []chunk) {
